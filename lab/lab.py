@@ -1,0 +1,439 @@
+#!/usr/bin/env python3
+"""The dlcluster lab: Debian 12 hosts running systemd and sshd in Docker containers.
+
+The lab is both the default inventory and the test bed. Hosts are reached over
+SSH like production machines. Every container, network and image the lab makes
+carries the label ``dlcluster.lab``; ``down`` removes only what carries it.
+
+    lab.py up   [--name NAME] [--hosts N | --host-names a,b,c] [--inventory PATH]
+                [--instance-config PATH]
+    lab.py down [--name NAME]
+    lab.py status [--name NAME]
+
+Only the standard library and the docker CLI are used, so the lab comes up
+before any virtualenv exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+IMAGE_DIR = ROOT / "lab" / "image"
+STATE_ROOT = Path(os.environ.get("DL_LAB_STATE_DIR", ROOT / ".lab"))
+CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dlcluster"
+IMAGE_REPO = "dlcluster-lab/debian12"
+LABEL = "dlcluster.lab"
+BOOTSTRAP_USER = "admin"
+MAX_HOSTS = 64
+READY_TIMEOUT = 120
+
+# Container options of every lab host (SPEC §3). Not --privileged: build
+# machines lack CAP_SYS_RESOURCE, so --privileged and ALL capabilities fail.
+CONTAINER_OPTIONS = [
+    "--cap-add", "SYS_ADMIN",
+    "--cap-add", "NET_ADMIN",
+    "--cgroupns", "host",
+    "--volume", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+    "--tmpfs", "/run",
+    "--tmpfs", "/run/lock",
+    "--device", "/dev/net/tun",
+    "--stop-signal", "SIGRTMIN+3",
+]
+
+
+class LabError(Exception):
+    """A failure the operator can act on; printed without a traceback."""
+
+
+def log(msg: str) -> None:
+    print(f"lab: {msg}", file=sys.stderr, flush=True)
+
+
+def run(cmd: list[str], *, check: bool = True, stdin: str | None = None,
+        capture: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, input=stdin, text=True,
+                          stdout=subprocess.PIPE if capture else None,
+                          stderr=subprocess.PIPE if capture else None)
+    if check and proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout or "").strip()
+        raise LabError(f"{' '.join(cmd[:3])} ... failed ({proc.returncode}): {detail}")
+    return proc
+
+
+def docker(*args: str, check: bool = True, stdin: str | None = None) -> str:
+    return run(["docker", *args], check=check, stdin=stdin).stdout.strip()
+
+
+# --------------------------------------------------------------------------
+# Names
+# --------------------------------------------------------------------------
+
+def host_names(count: int) -> list[str]:
+    """`head` for shared services and rendezvous, then cpu1..cpuN-1."""
+    if not 1 <= count <= MAX_HOSTS:
+        raise LabError(f"--hosts must be between 1 and {MAX_HOSTS}, got {count}")
+    return ["head"] + [f"cpu{i}" for i in range(1, count)]
+
+
+def container_name(lab: str, host: str) -> str:
+    return f"dlcluster-{lab}-{host}"
+
+
+def network_name(lab: str) -> str:
+    return f"dlcluster-{lab}"
+
+
+# --------------------------------------------------------------------------
+# Docker engine and base image
+# --------------------------------------------------------------------------
+
+def ensure_engine() -> None:
+    proc = run(["bash", str(ROOT / "scripts" / "ensure-docker.sh")], check=False, capture=False)
+    if proc.returncode != 0:
+        raise LabError("no Docker engine; nothing was created (see the message above)")
+
+
+def recipe_hash() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(IMAGE_DIR.iterdir()):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def apt_mirrors() -> tuple[str, str]:
+    """The Debian mirrors this controller uses (override with DL_LAB_DEBIAN_MIRROR)."""
+    mirror = os.environ.get("DL_LAB_DEBIAN_MIRROR", "")
+    security = os.environ.get("DL_LAB_DEBIAN_SECURITY_MIRROR", "")
+    sources = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+    uris: list[tuple[str, str]] = []
+    for path in sources:
+        if not path.is_file() or path.suffix not in ("", ".list", ".sources"):
+            continue
+        text = path.read_text(errors="replace")
+        uris += re.findall(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)", text, re.M)
+        for stanza in text.split("\n\n"):
+            uri = re.search(r"^URIs:\s*(\S+)", stanza, re.M)
+            suites = re.search(r"^Suites:\s*(.+)$", stanza, re.M)
+            if uri and suites:
+                uris += [(uri.group(1), s) for s in suites.group(1).split()]
+    for uri, suite in uris:
+        if suite == "bookworm" and not mirror:
+            mirror = uri
+        if suite == "bookworm-security" and not security:
+            security = uri
+    if not mirror:
+        raise LabError("no Debian 12 mirror found in this machine's apt sources; "
+                       "set DL_LAB_DEBIAN_MIRROR to a Debian archive URL")
+    return mirror, security
+
+
+def ensure_image() -> str:
+    tag = f"{IMAGE_REPO}:{recipe_hash()}"
+    if run(["docker", "image", "inspect", tag], check=False).returncode == 0:
+        return tag
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    tarball = CACHE_DIR / f"debian12-rootfs-{tag.split(':')[1]}.tar"
+    if not tarball.exists():
+        if shutil.which("debootstrap") is None:
+            log("installing debootstrap")
+            run(["apt-get", "install", "-y", "-qq", "debootstrap"], capture=False)
+        mirror, security = apt_mirrors()
+        log(f"building base image {tag} with debootstrap (about a minute)")
+        partial = tarball.with_suffix(".partial")
+        run(["bash", str(IMAGE_DIR / "build-rootfs.sh"), str(partial), mirror, security],
+            capture=False)
+        partial.rename(tarball)
+    log(f"importing {tarball.name} as {tag}")
+    with tarball.open("rb") as stream:
+        subprocess.run(["docker", "import",
+                        "--change", 'CMD ["/lib/systemd/systemd"]',
+                        "--change", "ENV container=docker",
+                        "--change", f"LABEL {LABEL}=base",
+                        "-", tag], stdin=stream, check=True, stdout=subprocess.DEVNULL)
+    return tag
+
+
+# --------------------------------------------------------------------------
+# Controller state: SSH key, known hosts, extra CAs
+# --------------------------------------------------------------------------
+
+def ensure_key(state: Path) -> Path:
+    key = state / "id_ed25519"
+    if not key.exists():
+        state.mkdir(parents=True, exist_ok=True)
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"dlcluster-lab-{state.name}",
+             "-f", str(key)])
+    return key
+
+
+PEM_RE = re.compile(r"-----BEGIN CERTIFICATE-----\s+(.*?)\s+-----END CERTIFICATE-----", re.S)
+
+
+def _pem_bodies(text: str) -> list[str]:
+    return ["".join(body.split()) for body in PEM_RE.findall(text)]
+
+
+def controller_extra_cas(bundle: Path = Path("/etc/ssl/certs/ca-certificates.crt"),
+                         distro_dir: Path = Path("/usr/share/ca-certificates")) -> list[str]:
+    """CA certificates this controller trusts beyond the distribution's set.
+
+    These are what a TLS-inspecting proxy or a corporate CA adds; lab hosts
+    must trust them too (SPEC §3).
+    """
+    if not bundle.is_file():
+        return []
+    known = set()
+    for crt in distro_dir.rglob("*.crt"):
+        known.update(_pem_bodies(crt.read_text(errors="replace")))
+    extra = [b for b in _pem_bodies(bundle.read_text(errors="replace")) if b not in known]
+    return [
+        "-----BEGIN CERTIFICATE-----\n"
+        + "\n".join(body[i:i + 64] for i in range(0, len(body), 64))
+        + "\n-----END CERTIFICATE-----\n"
+        for body in extra
+    ]
+
+
+def write_extra_cas() -> list[str]:
+    ca_dir = STATE_ROOT / "controller-ca"
+    ca_dir.mkdir(parents=True, exist_ok=True)
+    wanted = {f"controller-ca-{i}.crt": pem for i, pem in enumerate(controller_extra_cas(), 1)}
+    for old in ca_dir.glob("*.crt"):
+        if old.name not in wanted:
+            old.unlink()
+    for name, pem in wanted.items():
+        path = ca_dir / name
+        if not path.exists() or path.read_text() != pem:
+            path.write_text(pem)
+    return sorted(str(ca_dir / name) for name in wanted)
+
+
+# --------------------------------------------------------------------------
+# Hosts
+# --------------------------------------------------------------------------
+
+def lab_containers(lab: str) -> dict[str, dict]:
+    ids = docker("ps", "-aq", "--filter", f"label={LABEL}={lab}").split()
+    if not ids:
+        return {}
+    info = json.loads(docker("inspect", *ids))
+    return {c["Config"]["Labels"]["dlcluster.host"]: c for c in info}
+
+
+def ensure_network(lab: str) -> None:
+    name = network_name(lab)
+    if not docker("network", "ls", "-q", "--filter", f"name=^{name}$"):
+        docker("network", "create", "--label", f"{LABEL}={lab}", name)
+
+
+def start_host(lab: str, host: str, image: str) -> None:
+    docker("run", "--detach", "--name", container_name(lab, host), "--hostname", host,
+           "--network", network_name(lab), "--network-alias", host,
+           "--label", f"{LABEL}={lab}", "--label", f"dlcluster.host={host}",
+           *CONTAINER_OPTIONS, image)
+
+
+def wait_ready(lab: str, host: str, pubkey: str) -> tuple[str, str]:
+    """Wait for systemd and sshd, install the lab key; return (address, host key)."""
+    name = container_name(lab, host)
+    deadline = time.monotonic() + READY_TIMEOUT
+    state = ""
+    while time.monotonic() < deadline:
+        state = docker("exec", name, "systemctl", "is-system-running", check=False)
+        if state in ("running", "degraded") and docker(
+                "exec", name, "test", "-s", "/etc/ssh/ssh_host_ed25519_key.pub", check=False) == "":
+            if docker("exec", name, "systemctl", "is-active", "ssh", check=False) == "active":
+                break
+        time.sleep(0.5)
+    else:
+        raise LabError(f"{host}: systemd/sshd not ready after {READY_TIMEOUT}s (state: {state})")
+    if state == "degraded":
+        failed = docker("exec", name, "systemctl", "--failed", "--no-legend", check=False)
+        log(f"{host}: systemd is degraded: {failed}")
+    docker("exec", "-i", name, "sh", "-c",
+           f"cat > /home/{BOOTSTRAP_USER}/.ssh/authorized_keys && "
+           f"chown {BOOTSTRAP_USER}: /home/{BOOTSTRAP_USER}/.ssh/authorized_keys && "
+           f"chmod 0600 /home/{BOOTSTRAP_USER}/.ssh/authorized_keys", stdin=pubkey)
+    hostkey = docker("exec", name, "cat", "/etc/ssh/ssh_host_ed25519_key.pub")
+    address = docker("inspect", "--format",
+                     "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name)
+    return address, " ".join(hostkey.split()[:2])
+
+
+def wait_ssh(host: str, address: str, key: Path, known_hosts: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while True:
+        proc = run(["ssh", *ssh_options(key, known_hosts), f"{BOOTSTRAP_USER}@{address}", "true"],
+                   check=False)
+        if proc.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            raise LabError(f"{host}: SSH to {address} failed: {proc.stderr.strip()}")
+        time.sleep(0.5)
+
+
+def ssh_options(key: Path, known_hosts: Path) -> list[str]:
+    return ["-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+            "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes",
+            "-o", "ConnectTimeout=5"]
+
+
+# --------------------------------------------------------------------------
+# Inventory
+# --------------------------------------------------------------------------
+
+def inventory(lab: str, hosts: dict[str, str], key: Path, known_hosts: Path,
+              cas: list[str], pubkey: str) -> str:
+    """The lab inventory as YAML text (JSON is YAML; no PyYAML needed here)."""
+    workers = [h for h in hosts if h != "head"]
+    data = {
+        "all": {
+            "vars": {
+                "ansible_user": BOOTSTRAP_USER,
+                "ansible_ssh_private_key_file": str(key),
+                "ansible_ssh_common_args": " ".join(
+                    f"-o {o}" for o in (f"UserKnownHostsFile={known_hosts}",
+                                        "StrictHostKeyChecking=yes", "IdentitiesOnly=yes")),
+                "dl_lab_name": lab,
+                "dl_extra_ca_certs": cas,
+                "dl_ops_authorized_keys": [pubkey.strip()],
+            },
+            "children": {
+                "dlcluster": {"children": {
+                    "head": {"hosts": {h: {"ansible_host": a} for h, a in hosts.items()
+                                       if h == "head"}},
+                    "workers": {"hosts": {h: {"ansible_host": hosts[h]} for h in workers}},
+                }},
+                "pip_mirror": {"hosts": {"head": {}}} if "head" in hosts else {},
+                "cpu_nodes": {"hosts": {h: {} for h in workers}},
+            },
+        }
+    }
+    header = (f"# Generated by lab/lab.py for the lab \"{lab}\"; `make lab` rewrites it.\n"
+              "# Group structure and settings live in group_vars/ beside this file.\n")
+    return header + json.dumps(data, indent=2) + "\n"
+
+
+def instance_config(hosts: dict[str, str], key: Path) -> str:
+    """Molecule's delegated-driver instance config (a YAML list)."""
+    return json.dumps([{"instance": h, "address": a, "user": BOOTSTRAP_USER, "port": 22,
+                        "identity_file": str(key)} for h, a in hosts.items()], indent=2) + "\n"
+
+
+def atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False) as tmp:
+        tmp.write(text)
+    os.replace(tmp.name, path)
+
+
+# --------------------------------------------------------------------------
+# Commands
+# --------------------------------------------------------------------------
+
+def up(args: argparse.Namespace) -> None:
+    wanted = args.host_names.split(",") if args.host_names else host_names(args.hosts)
+    bad = [h for h in wanted if not re.fullmatch(r"[a-z][a-z0-9-]{0,30}", h)]
+    if bad:
+        raise LabError(f"host names must be lower-case DNS labels: {bad}")
+    ensure_engine()
+    image = ensure_image()
+    state = STATE_ROOT / args.name
+    key = ensure_key(state)
+    cas = write_extra_cas()
+    ensure_network(args.name)
+
+    existing = lab_containers(args.name)
+    for host, info in existing.items():
+        stale = info["Config"]["Image"] != image
+        if host not in wanted or stale:
+            log(f"removing {host} ({'image recipe changed' if stale else 'not requested'})")
+            docker("rm", "--force", "--volumes", info["Id"])
+        elif not info["State"]["Running"]:
+            docker("start", info["Id"])
+    existing = lab_containers(args.name)
+    for host in wanted:
+        if host not in existing:
+            start_host(args.name, host, image)
+
+    pubkey = key.with_suffix(".pub").read_text()
+    known_hosts = state / "known_hosts"
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        ready = dict(zip(wanted, pool.map(lambda h: wait_ready(args.name, h, pubkey), wanted)))
+    atomic_write(known_hosts, "".join(f"{addr} {hk}\n" for addr, hk in ready.values()))
+    hosts = {h: addr for h, (addr, _) in ready.items()}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda h: wait_ssh(h, hosts[h], key, known_hosts), wanted))
+
+    if args.inventory:
+        atomic_write(Path(args.inventory), inventory(args.name, hosts, key, known_hosts, cas, pubkey))
+        log(f"inventory written to {args.inventory}")
+    if args.instance_config:
+        atomic_write(Path(args.instance_config), instance_config(hosts, key))
+    for host, addr in hosts.items():
+        print(f"{host}\t{addr}")
+
+
+def down(args: argparse.Namespace) -> None:
+    if shutil.which("docker") is None or run(["docker", "info"], check=False).returncode != 0:
+        log("no Docker engine answers; nothing to remove")
+        return
+    for host, info in lab_containers(args.name).items():
+        log(f"removing {host}")
+        docker("rm", "--force", "--volumes", info["Id"])
+    for net in docker("network", "ls", "-q", "--filter", f"label={LABEL}={args.name}").split():
+        docker("network", "rm", net)
+    state = STATE_ROOT / args.name
+    if state.is_dir():
+        shutil.rmtree(state)
+    if args.inventory and Path(args.inventory).exists():
+        Path(args.inventory).unlink()
+
+
+def status(args: argparse.Namespace) -> None:
+    for host, info in sorted(lab_containers(args.name).items()):
+        nets = info["NetworkSettings"]["Networks"]
+        addr = next(iter(nets.values()))["IPAddress"] if nets else "-"
+        print(f"{host}\t{info['State']['Status']}\t{addr}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, func in (("up", up), ("down", down), ("status", status)):
+        p = sub.add_parser(name)
+        p.set_defaults(func=func)
+        p.add_argument("--name", default="default", type=str,
+                       help="lab name; containers and networks are labelled with it")
+        if name in ("up", "down"):
+            p.add_argument("--inventory", help="inventory file to write (up) or remove (down)")
+        if name == "up":
+            p.add_argument("--hosts", type=int, default=int(os.environ.get("LAB_HOSTS", 3)))
+            p.add_argument("--host-names", help="comma-separated host names instead of --hosts")
+            p.add_argument("--instance-config", help="write molecule's instance_config.yml here")
+    args = parser.parse_args(argv)
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,40}", args.name):
+        parser.error("--name must be lower-case letters, digits and dashes")
+    try:
+        args.func(args)
+    except LabError as err:
+        log(f"error: {err}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
