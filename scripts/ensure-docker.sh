@@ -5,6 +5,8 @@
 set -uo pipefail
 
 log=${DL_DOCKERD_LOG:-/var/log/dlcluster-dockerd.log}
+# Seconds to wait for a started dockerd to answer.
+wait_s=${DL_DOCKERD_WAIT:-30}
 
 die() {
   echo "ensure-docker: $*" >&2
@@ -35,8 +37,8 @@ else
   nohup dockerd >>"$log" 2>&1 &
 fi
 
-for _ in $(seq 1 60); do
+for _ in $(seq 1 $((wait_s * 2))); do
   engine_answers && exit 0
   sleep 0.5
 done
-die "dockerd did not answer within 30 s; see $log (last lines: $(tail -n 3 "$log" 2>/dev/null | tr '\n' ' '))"
+die "dockerd did not answer within $wait_s s; see $log (last lines: $(tail -n 3 "$log" 2>/dev/null | tr '\n' ' '))"

@@ -13,11 +13,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 suite=bookworm
 
 rootfs=$(mktemp -d /var/tmp/dlcluster-rootfs.XXXXXX)
-cleanup() { rm -rf --one-file-system "$rootfs"; }
+cleanup() { rm -rf --one-file-system "$rootfs" "$rootfs.log"; }
 trap cleanup EXIT
 
 packages=$(grep -v '^\s*#' "$here/packages.txt" | xargs | tr ' ' ',')
-debootstrap --variant=minbase --include="$packages" "$suite" "$rootfs" "$mirror"
+debootstrap --variant=minbase --include="$packages" "$suite" "$rootfs" "$mirror" >"$rootfs.log" 2>&1 ||
+  { tail -n 20 "$rootfs.log" >&2; exit 1; }
 
 # Sources: the mirror the image was built from, plus updates and security.
 {
@@ -49,5 +50,8 @@ chroot "$rootfs" systemctl mask getty@tty1.service console-getty.service \
 
 chroot "$rootfs" apt-get clean
 rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/log/*.log
+# No package lists ship with the image: date the lists directory to the epoch
+# so that apt's cache_valid_time sees them as stale and refreshes them.
+touch -d @0 "$rootfs/var/lib/apt/lists"
 
 tar --numeric-owner -C "$rootfs" -cf "$out" .

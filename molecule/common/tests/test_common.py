@@ -1,0 +1,82 @@
+"""The common role's real effects on the lab hosts (testinfra over SSH)."""
+
+import subprocess
+
+testinfra_hosts = ["ansible://all"]
+
+OPS_USER = "ubuntu"
+
+
+def test_base_packages_installed(host):
+    for name in ("chrony", "ca-certificates", "curl", "jq", "rsync", "python3-venv"):
+        assert host.package(name).is_installed, name
+
+
+def test_cluster_members_resolve_through_etc_hosts(host):
+    hosts_file = host.file("/etc/hosts").content_string
+    assert "# BEGIN dlcluster members" in hosts_file
+    for peer in ("head", "cpu1"):
+        entry = host.run(f"getent hosts {peer}")
+        assert entry.rc == 0, peer
+        # The address other members see is the one Ansible wrote.
+        assert entry.stdout.split()[0] in hosts_file
+
+
+def test_peers_answer_on_their_listed_address(host):
+    peer = "cpu1" if host.backend.get_hostname() == "head" else "head"
+    assert host.run(f"ping -c1 -W2 {peer}").rc == 0
+
+
+def test_ops_user_exists_with_locked_password(host):
+    user = host.user(OPS_USER)
+    assert user.exists
+    assert user.shell == "/bin/bash"
+    shadow = host.run(f"getent shadow {OPS_USER}").stdout.split(":")
+    assert shadow[1].startswith("!"), "the ops user's password must be locked"
+
+
+def test_ops_user_authorized_key_and_sudo(host):
+    keys = host.file(f"/home/{OPS_USER}/.ssh/authorized_keys")
+    assert keys.exists and keys.user == OPS_USER and keys.mode == 0o600
+    assert keys.content_string.startswith("ssh-ed25519 ")
+    sudoers = host.file("/etc/sudoers.d/dlcluster-ops-user")
+    assert sudoers.mode == 0o440
+    assert host.run(f"visudo -cf {sudoers.path}").rc == 0
+    # The ops user really gets root through sudo without a password.
+    out = host.run(f"sudo -u {OPS_USER} sudo -n id -u")
+    assert out.rc == 0 and out.stdout.strip() == "0"
+
+
+def test_ops_user_logs_in_over_ssh(host):
+    """A real SSH login as the ops user from the controller, with the lab key."""
+    hv = host.ansible.get_variables()
+    login = subprocess.run(
+        ["ssh", "-i", hv["ansible_private_key_file"], "-o", "BatchMode=yes",
+         "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no",
+         "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10",
+         f"{OPS_USER}@{hv['ansible_host']}", "id -un"],
+        capture_output=True, text=True, timeout=30, check=False)
+    assert login.returncode == 0, login.stderr
+    assert login.stdout.strip() == OPS_USER
+
+
+def test_extra_ca_certificates_trusted(host):
+    installed = host.run("ls /usr/local/share/ca-certificates/dlcluster/").stdout.split()
+    bundle = host.file("/etc/ssl/certs/ca-certificates.crt").content_string
+    for name in installed:
+        pem = host.file(f"/usr/local/share/ca-certificates/dlcluster/{name}").content_string
+        body = "".join(pem.strip().splitlines()[1:-1])
+        assert body[:200] in bundle.replace("\n", ""), name
+    assert "cert = /etc/ssl/certs/ca-certificates.crt" in host.file("/etc/pip.conf").content_string
+
+
+def test_https_to_package_index_verifies(host):
+    """pip's index is reached over TLS with the system trust store only."""
+    result = host.run("curl -sS --max-time 20 -o /dev/null -w '%{http_code}' https://pypi.org/simple/pip/")
+    assert result.rc == 0, result.stderr
+    assert result.stdout == "200"
+
+
+def test_chrony_runs(host):
+    chrony = host.service("chrony")
+    assert chrony.is_running and chrony.is_enabled
