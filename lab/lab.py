@@ -313,8 +313,8 @@ def inventory(lab: str, hosts: dict[str, str], key: Path, known_hosts: Path,
             },
             "children": {
                 "dlcluster": {"children": {
-                    "head": {"hosts": {h: {"ansible_host": a} for h, a in hosts.items()
-                                       if h == "head"}},
+                    "head_nodes": {"hosts": {h: {"ansible_host": a} for h, a in hosts.items()
+                                             if h == "head"}},
                     "workers": {"hosts": {h: {"ansible_host": hosts[h]} for h in workers}},
                 }},
                 "pip_mirror": {"hosts": {"head": {}}} if "head" in hosts else {},

@@ -61,7 +61,7 @@ def test_inventory_groups_and_connection(tmp_path):
     assert "StrictHostKeyChecking=yes" in data["vars"]["ansible_ssh_common_args"]
     assert data["vars"]["dl_ops_authorized_keys"] == ["ssh-ed25519 AAAA x"]
     cluster = data["children"]["dlcluster"]["children"]
-    assert cluster["head"]["hosts"] == {"head": {"ansible_host": "10.9.0.2"}}
+    assert cluster["head_nodes"]["hosts"] == {"head": {"ansible_host": "10.9.0.2"}}
     assert cluster["workers"]["hosts"] == {"cpu1": {"ansible_host": "10.9.0.3"}}
     assert data["children"]["pip_mirror"]["hosts"] == {"head": {}}
 

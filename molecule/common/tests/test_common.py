@@ -31,19 +31,21 @@ def test_ops_user_exists_with_locked_password(host):
     user = host.user(OPS_USER)
     assert user.exists
     assert user.shell == "/bin/bash"
-    shadow = host.run(f"getent shadow {OPS_USER}").stdout.split(":")
+    with host.sudo():
+        shadow = host.run(f"getent shadow {OPS_USER}").stdout.split(":")
     assert shadow[1].startswith("!"), "the ops user's password must be locked"
 
 
 def test_ops_user_authorized_key_and_sudo(host):
-    keys = host.file(f"/home/{OPS_USER}/.ssh/authorized_keys")
-    assert keys.exists and keys.user == OPS_USER and keys.mode == 0o600
-    assert keys.content_string.startswith("ssh-ed25519 ")
-    sudoers = host.file("/etc/sudoers.d/dlcluster-ops-user")
-    assert sudoers.mode == 0o440
-    assert host.run(f"visudo -cf {sudoers.path}").rc == 0
-    # The ops user really gets root through sudo without a password.
-    out = host.run(f"sudo -u {OPS_USER} sudo -n id -u")
+    with host.sudo():
+        keys = host.file(f"/home/{OPS_USER}/.ssh/authorized_keys")
+        assert keys.exists and keys.user == OPS_USER and keys.mode == 0o600
+        assert keys.content_string.startswith("ssh-ed25519 ")
+        sudoers = host.file("/etc/sudoers.d/dlcluster-ops-user")
+        assert sudoers.mode == 0o440
+        assert host.run(f"visudo -cf {sudoers.path}").rc == 0
+        # The ops user really gets root through sudo without a password.
+        out = host.run(f"sudo -u {OPS_USER} sudo -n id -u")
     assert out.rc == 0 and out.stdout.strip() == "0"
 
 

@@ -1,0 +1,71 @@
+"""Bad inventories stop site.yml in the pre-flight play, before any host is contacted.
+
+The hosts of these inventories sit on loopback addresses that run no sshd
+for the test: a run that got past the pre-flight play would fail differently,
+so the assertions also prove nothing was attempted on a host.
+"""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+KEY = (ROOT / "tests" / "unit" / "fixtures" / "ssh" / "ed25519.pub").read_text().strip()
+ANSIBLE_PLAYBOOK = shutil.which("ansible-playbook")
+
+pytestmark = pytest.mark.skipif(ANSIBLE_PLAYBOOK is None, reason="ansible-playbook is not installed")
+
+
+def write_inventory(tmp_path: Path, hosts: dict, all_vars: dict | None = None) -> Path:
+    import yaml  # pylint: disable=import-outside-toplevel
+
+    base = {"dl_ops_user": "ubuntu", "dl_ops_authorized_keys": [KEY]}
+    base.update(all_vars or {})
+    inventory = {"all": {"vars": base, "children": {"dlcluster": {"hosts": hosts}}}}
+    path = tmp_path / "hosts.yml"
+    path.write_text(yaml.safe_dump(inventory))
+    return path
+
+
+def run_site(inventory: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inventory), "site.yml"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def assert_stopped_in_preflight(proc: subprocess.CompletedProcess, *expected: str) -> None:
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output
+    for text in expected:
+        assert text in output, f"{text!r} not in output:\n{output}"
+    assert "Gathering Facts" not in output and "TASK [common" not in output, output
+
+
+def test_unknown_edition(tmp_path):
+    inv = write_inventory(tmp_path, {"gpu1": {"ansible_host": "127.0.0.21", "dl_edition": "cuda"}})
+    assert_stopped_in_preflight(run_site(inv), "host gpu1: dl_edition is 'cuda'", "nvidia, rocm, cpu")
+
+
+def test_malformed_public_key(tmp_path):
+    inv = write_inventory(tmp_path, {"n1": {"ansible_host": "127.0.0.21"}},
+                          {"dl_ops_authorized_keys": ["ssh-ed25519 AAAA"]})
+    assert_stopped_in_preflight(run_site(inv), "host n1: dl_ops_authorized_keys[0]",
+                                "not valid base64 key data")
+
+
+def test_duplicate_address(tmp_path):
+    inv = write_inventory(tmp_path, {"n1": {"ansible_host": "127.0.0.21"},
+                                     "n2": {"ansible_host": "127.0.0.21"}})
+    assert_stopped_in_preflight(run_site(inv), "host n2: address 127.0.0.21 is also used by host n1")
+
+
+def test_missing_required_variable(tmp_path):
+    inv = write_inventory(tmp_path, {"n1": {"ansible_host": "127.0.0.21"}}, {"dl_ops_user": ""})
+    assert_stopped_in_preflight(run_site(inv), "host n1: required variable dl_ops_user is not set")
+
+
+def test_empty_cluster_group(tmp_path):
+    path = tmp_path / "hosts.yml"
+    path.write_text("all:\n  children:\n    dlcluster:\n      hosts: {}\n")
+    assert_stopped_in_preflight(run_site(path), "group dlcluster is empty")
