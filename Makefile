@@ -43,9 +43,10 @@ demo: venv lab converge ## Fresh machine → lab up → site.yml converged.
 lint: venv ## yamllint (strict) and ansible-lint (production profile).
 	yamllint --strict .
 	ansible-lint --profile production
+	python scripts/role_docs.py --check
 
-unit: venv ## Unit tests of filter plugins and the lab tool.
-	pytest tests/unit
+unit: venv ## Unit tests (filter plugins, lab tool) and pre-flight integration tests.
+	pytest tests
 
 molecule: venv bootstrap ## Molecule scenarios: every role, then the whole lab.
 	for s in $(SCENARIOS); do molecule test -s $$s || exit 1; done

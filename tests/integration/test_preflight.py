@@ -69,3 +69,10 @@ def test_empty_cluster_group(tmp_path):
     path = tmp_path / "hosts.yml"
     path.write_text("all:\n  children:\n    dlcluster:\n      hosts: {}\n")
     assert_stopped_in_preflight(run_site(path), "group dlcluster is empty")
+
+
+def test_example_inventory_passes_validation():
+    proc = subprocess.run([ANSIBLE_PLAYBOOK, "-i", "inventories/example", "playbooks/preflight.yml"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "5 host(s) in dlcluster passed validation" in proc.stdout
