@@ -135,7 +135,7 @@ def dl_inventory_problems(hostvars, names, required=()) -> list[str]:
     names = list(names)
     if not names:
         return ["group dlcluster is empty: put every cluster host in the dlcluster group "
-                "(see inventories/example/hosts.yml)"]
+                "(see inventories/example/hosts.yml); for the built-in lab, run `make lab` first"]
     problems: list[str] = []
     seen: dict[str, str] = {}
     for host in names:
