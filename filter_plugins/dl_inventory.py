@@ -28,6 +28,10 @@ SSH_KEY_TYPES = (
     "sk-ecdsa-sha2-nistp256@openssh.com",
 )
 SSH_RSA_MIN_BITS = 3072
+USER_NAME_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+# Keys of an account in dl_users (as filled in by dl_accounts in dl_users.py).
+ACCOUNT_KEYS = ("name", "state", "comment", "shell", "groups", "authorized_keys", "sudo")
+ACCOUNT_STATES = ("present", "absent")
 _KEY_RE = re.compile(r"^(?:(?P<options>\S+)\s+)??(?P<type>[a-z0-9@.-]+)\s+(?P<blob>[A-Za-z0-9+/=]+)(?:\s+.*)?$")
 
 
@@ -124,6 +128,46 @@ def _check_ca_files(paths, host) -> list[str]:
     return problems
 
 
+def dl_user_problems(users, variable="dl_users", ops_user="") -> list[str]:
+    """What is wrong with a list of user accounts, one sentence each, naming the variable."""
+    if users in (None, ""):
+        return []
+    if not isinstance(users, list):
+        return [f"{variable} must be a list of accounts ({{name, state, authorized_keys, ...}})"]
+    problems, seen = [], set()
+    for index, user in enumerate(users):
+        where = f"{variable}[{index}]"
+        if not isinstance(user, dict):
+            problems.append(f"{where} must be a mapping with at least a name")
+            continue
+        name = str(user.get("name", ""))
+        if not USER_NAME_RE.fullmatch(name):
+            problems.append(f"{where}.name {name!r} is not a valid user name "
+                            "(lower-case letters, digits, '-' and '_', at most 32)")
+        if name in seen:
+            problems.append(f"{where}.name {name!r} is listed twice; keep one entry per user")
+        seen.add(name)
+        unknown = sorted(set(user) - set(ACCOUNT_KEYS))
+        if unknown:
+            problems.append(f"{where} ({name}) has unknown keys {unknown}; allowed: {', '.join(ACCOUNT_KEYS)}")
+        state = user.get("state", "present")
+        if state not in ACCOUNT_STATES:
+            problems.append(f"{where}.state is {state!r}; use present or absent")
+        if state == "absent" and name and name == ops_user:
+            problems.append(f"{where} marks the ops user {name!r} absent; change dl_ops_user first")
+        keys = user.get("authorized_keys", [])
+        if not isinstance(keys, list):
+            problems.append(f"{where}.authorized_keys must be a list of public keys")
+            keys = []
+        for key_index, key in enumerate(keys):
+            why = dl_ssh_pubkey_problem(key)
+            if why:
+                problems.append(f"{where}.authorized_keys[{key_index}] {why}")
+        if "\n" in str(user.get("sudo", "")):
+            problems.append(f"{where}.sudo must be one sudoers rule on one line")
+    return problems
+
+
 def dl_inventory_problems(hostvars, names, required=()) -> list[str]:
     """Everything wrong with the inventory, one sentence per problem.
 
@@ -157,7 +201,8 @@ def dl_inventory_problems(hostvars, names, required=()) -> list[str]:
             if why:
                 problems.append(f"host {host}: dl_ops_authorized_keys[{index}] {why}")
         user = hv.get("dl_ops_user", "")
-        if user and not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", str(user)):
+        problems += [f"host {host}: {p}" for p in dl_user_problems(hv.get("dl_users"), ops_user=user)]
+        if user and not USER_NAME_RE.fullmatch(str(user)):
             problems.append(f"host {host}: dl_ops_user {user!r} is not a valid user name "
                             "(lower-case letters, digits, '-' and '_', at most 32)")
         problems += _check_ca_files(hv.get("dl_extra_ca_certs", []), host)
@@ -179,4 +224,5 @@ class FilterModule:
             "dl_cluster_hosts": dl_cluster_hosts,
             "dl_ssh_pubkey_problem": dl_ssh_pubkey_problem,
             "dl_inventory_problems": dl_inventory_problems,
+            "dl_user_problems": dl_user_problems,
         }

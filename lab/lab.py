@@ -425,8 +425,8 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--host-names", help="comma-separated host names instead of --hosts")
             p.add_argument("--instance-config", help="write molecule's instance_config.yml here")
     args = parser.parse_args(argv)
-    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,40}", args.name):
-        parser.error("--name must be lower-case letters, digits and dashes")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,40}", args.name):
+        parser.error("--name must be lower-case letters, digits, '-' and '_'")
     try:
         args.func(args)
     except LabError as err:

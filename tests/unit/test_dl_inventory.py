@@ -140,4 +140,5 @@ class TestInventoryProblems:
 
 def test_filter_module_exports():
     assert set(FilterModule().filters()) == {
-        "dl_host_address", "dl_cluster_hosts", "dl_ssh_pubkey_problem", "dl_inventory_problems"}
+        "dl_host_address", "dl_cluster_hosts", "dl_ssh_pubkey_problem", "dl_inventory_problems",
+        "dl_user_problems"}

@@ -1,0 +1,44 @@
+"""Helpers for the molecule verifiers: real SSH logins and playbook runs from the controller."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
+SSH_OPTIONS = ["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no",
+               "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR"]
+
+
+def ssh(host, user: str, command: str = "true", *options: str, key: str | None = None,
+        env: dict | None = None) -> subprocess.CompletedProcess:
+    """Log in to a testinfra host as `user` from the controller, with the lab key by default."""
+    hostvars = host.ansible.get_variables()
+    key = key or hostvars["ansible_private_key_file"]
+    argv = ["ssh", "-i", key, *SSH_OPTIONS, *options, f"{user}@{hostvars['ansible_host']}", command]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False,
+                          env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+
+
+def password_login(host, user: str, password: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    """Try a password (or keyboard-interactive) login, answering the prompt through SSH_ASKPASS."""
+    askpass = tmp_path / "askpass.sh"
+    askpass.write_text(f"#!/bin/sh\necho '{password}'\n")
+    askpass.chmod(0o700)
+    hostvars = host.ansible.get_variables()
+    argv = ["ssh", "-o", "PubkeyAuthentication=no", "-o", "BatchMode=no",
+            "-o", "PreferredAuthentications=password,keyboard-interactive", "-o", "NumberOfPasswordPrompts=1",
+            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10",
+            f"{user}@{hostvars['ansible_host']}", "true"]
+    env = {**os.environ, "SSH_ASKPASS": str(askpass), "SSH_ASKPASS_REQUIRE": "force", "DISPLAY": ":0"}
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False, env=env,
+                          stdin=subprocess.DEVNULL)
+
+
+def run_playbook(playbook: str, *args: str) -> subprocess.CompletedProcess:
+    """Run a repository playbook against molecule's inventory of this scenario."""
+    argv = [ANSIBLE_PLAYBOOK, "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(ROOT / playbook), *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False, cwd=ROOT)
