@@ -128,6 +128,27 @@ def _check_ca_files(paths, host) -> list[str]:
     return problems
 
 
+NETWORK_VARIABLES = ("dl_admin_networks", "dl_vpn_networks")
+
+
+def _network_problems(hv, host) -> list[str]:
+    problems = []
+    for variable in NETWORK_VARIABLES:
+        value = hv.get(variable, [])
+        if value in (None, ""):
+            continue
+        if not isinstance(value, list):
+            problems.append(f"host {host}: {variable} must be a list of CIDRs such as ['10.0.0.0/8']")
+            continue
+        for index, item in enumerate(value):
+            try:
+                ipaddress.ip_network(str(item).strip(), strict=False)
+            except ValueError:
+                problems.append(f"host {host}: {variable}[{index}] {item!r} is not an address or CIDR "
+                                "(write it like 192.168.1.0/24)")
+    return problems
+
+
 def dl_user_problems(users, variable="dl_users", ops_user="") -> list[str]:
     """What is wrong with a list of user accounts, one sentence each, naming the variable."""
     if users in (None, ""):
@@ -206,6 +227,7 @@ def dl_inventory_problems(hostvars, names, required=()) -> list[str]:
             problems.append(f"host {host}: dl_ops_user {user!r} is not a valid user name "
                             "(lower-case letters, digits, '-' and '_', at most 32)")
         problems += _check_ca_files(hv.get("dl_extra_ca_certs", []), host)
+        problems += _network_problems(hv, host)
         address = str(hv.get("dl_address") or hv.get("ansible_host") or host)
         if address in seen:
             problems.append(f"host {host}: address {address} is also used by host {seen[address]}; "

@@ -233,10 +233,13 @@ def lab_containers(lab: str) -> dict[str, dict]:
     return {c["Config"]["Labels"]["dlcluster.host"]: c for c in info}
 
 
-def ensure_network(lab: str) -> None:
+def ensure_network(lab: str) -> dict:
+    """Create the lab network when absent; return its subnet and the controller's gateway address."""
     name = network_name(lab)
     if not docker("network", "ls", "-q", "--filter", f"name=^{name}$"):
         docker("network", "create", "--label", f"{LABEL}={lab}", name)
+    ipam = json.loads(docker("network", "inspect", "--format", "{{json .IPAM.Config}}", name))[0]
+    return {"subnet": ipam["Subnet"], "gateway": ipam["Gateway"]}
 
 
 def start_host(lab: str, host: str, image: str) -> None:
@@ -296,7 +299,7 @@ def ssh_options(key: Path, known_hosts: Path) -> list[str]:
 # --------------------------------------------------------------------------
 
 def inventory(lab: str, hosts: dict[str, str], key: Path, known_hosts: Path,
-              cas: list[str], pubkey: str) -> str:
+              cas: list[str], pubkey: str, network: dict) -> str:
     """The lab inventory as YAML text (JSON is YAML; no PyYAML needed here)."""
     workers = [h for h in hosts if h != "head"]
     data = {
@@ -310,6 +313,8 @@ def inventory(lab: str, hosts: dict[str, str], key: Path, known_hosts: Path,
                 "dl_lab_name": lab,
                 "dl_extra_ca_certs": cas,
                 "dl_ops_authorized_keys": [pubkey.strip()],
+                # The controller reaches the lab from the network's gateway address.
+                "dl_admin_networks": [f"{network['gateway']}/32"],
             },
             "children": {
                 "dlcluster": {"children": {
@@ -354,7 +359,8 @@ def up(args: argparse.Namespace) -> None:
     state = STATE_ROOT / args.name
     key = ensure_key(state)
     cas = write_extra_cas()
-    ensure_network(args.name)
+    network = ensure_network(args.name)
+    atomic_write(state / "network.json", json.dumps(network) + "\n")
 
     existing = lab_containers(args.name)
     for host, info in existing.items():
@@ -379,7 +385,7 @@ def up(args: argparse.Namespace) -> None:
         list(pool.map(lambda h: wait_ssh(h, hosts[h], key, known_hosts), wanted))
 
     if args.inventory:
-        atomic_write(Path(args.inventory), inventory(args.name, hosts, key, known_hosts, cas, pubkey))
+        atomic_write(Path(args.inventory), inventory(args.name, hosts, key, known_hosts, cas, pubkey, network))
         log(f"inventory written to {args.inventory}")
     if args.instance_config:
         atomic_write(Path(args.instance_config), instance_config(hosts, key))

@@ -42,3 +42,45 @@ def run_playbook(playbook: str, *args: str) -> subprocess.CompletedProcess:
     """Run a repository playbook against molecule's inventory of this scenario."""
     argv = [ANSIBLE_PLAYBOOK, "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(ROOT / playbook), *args]
     return subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False, cwd=ROOT)
+
+
+PROBE = """
+import socket, sys
+kind, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+if kind == "tcp":
+    s = socket.socket()
+    s.settimeout(3)
+    try:
+        s.connect((host, port)); print("open")
+    except ConnectionRefusedError:
+        print("refused")
+    except OSError:
+        print("timeout")
+else:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(3)
+    s.sendto(b"ping", (host, port))
+    try:
+        print("reply" if s.recvfrom(64)[0] == b"ping" else "garbled")
+    except OSError:
+        print("timeout")
+"""
+
+
+def probe(source, kind: str, address: str, port: int) -> str:
+    """From a testinfra host: 'open', 'refused' or 'timeout' (TCP); 'reply' or 'timeout' (UDP)."""
+    return source.run(f"python3 -c '{PROBE}' {kind} {address} {port}").stdout.strip()
+
+
+def probe_from_controller(address: str, port: int) -> str:
+    import socket  # pylint: disable=import-outside-toplevel
+
+    with socket.socket() as sock:
+        sock.settimeout(3)
+        try:
+            sock.connect((address, port))
+        except ConnectionRefusedError:
+            return "refused"
+        except OSError:
+            return "timeout"
+    return "open"

@@ -64,6 +64,17 @@ def test_missing_required_variable(tmp_path):
     assert_stopped_in_preflight(run_site(inv), "host n1: required variable dl_ops_user is not set")
 
 
+def test_admin_network_not_a_cidr(tmp_path):
+    inv = write_inventory(tmp_path, {"n1": {"ansible_host": "127.0.0.21"}},
+                          {"dl_admin_networks": ["192.168.1.0/24", "office-lan"]})
+    assert_stopped_in_preflight(run_site(inv), "host n1: dl_admin_networks[1] 'office-lan' is not an address or CIDR")
+
+
+def test_empty_key_list(tmp_path):
+    inv = write_inventory(tmp_path, {"n1": {"ansible_host": "127.0.0.21"}}, {"dl_ops_authorized_keys": []})
+    assert_stopped_in_preflight(run_site(inv), "host n1: required variable dl_ops_authorized_keys is not set")
+
+
 def test_empty_cluster_group(tmp_path):
     path = tmp_path / "hosts.yml"
     path.write_text("all:\n  children:\n    dlcluster:\n      hosts: {}\n")

@@ -127,6 +127,15 @@ class TestInventoryProblems:
         hostvars = {"a": good_host("10.0.0.1", dl_extra_ca_certs=[str(bad)])}
         assert "holds no PEM certificate" in dl_inventory_problems(hostvars, ["a"])[0]
 
+    def test_admin_network_not_a_cidr(self):
+        hostvars = {"a": good_host("10.0.0.1", dl_admin_networks=["10.0.0.0/8", "10.1.0.0/33"])}
+        (problem,) = dl_inventory_problems(hostvars, ["a"])
+        assert problem.startswith("host a: dl_admin_networks[1] '10.1.0.0/33' is not an address or CIDR")
+
+    def test_vpn_networks_must_be_a_list(self):
+        hostvars = {"a": good_host("10.0.0.1", dl_vpn_networks="10.8.0.0/24")}
+        assert "dl_vpn_networks must be a list" in dl_inventory_problems(hostvars, ["a"])[0]
+
     def test_duplicate_host_name_address(self):
         hostvars = {"a": good_host("n1.example.org"), "b": good_host("n1.example.org")}
         assert "address n1.example.org is also used by host a" in dl_inventory_problems(

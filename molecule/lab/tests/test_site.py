@@ -53,3 +53,19 @@ def test_time_is_served_by_the_head_node(host):
             break
         time.sleep(1)
     assert reach != "0", "head never answered this worker's NTP requests"
+
+
+def test_sshd_is_hardened(host):
+    with host.sudo():
+        effective = host.run("sshd -T").stdout.splitlines()
+    assert "passwordauthentication no" in effective
+    assert "permitrootlogin no" in effective
+    assert "authenticationmethods publickey" in effective
+
+
+def test_firewall_is_loaded_with_every_member(host):
+    with host.sudo():
+        ruleset = host.run("nft list set inet dlcluster cluster_v4").stdout
+    for peer in MEMBERS:
+        assert host.run(f"getent hosts {peer}").stdout.split()[0] in ruleset
+    assert host.service("dlcluster-firewall").is_enabled
