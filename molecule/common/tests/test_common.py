@@ -41,7 +41,7 @@ def test_ops_user_authorized_key_and_sudo(host):
         keys = host.file(f"/home/{OPS_USER}/.ssh/authorized_keys")
         assert keys.exists and keys.user == OPS_USER and keys.mode == 0o600
         assert keys.content_string.startswith("ssh-ed25519 ")
-        sudoers = host.file("/etc/sudoers.d/dlcluster-ops-user")
+        sudoers = host.file(f"/etc/sudoers.d/dlcluster-user-{OPS_USER}")
         assert sudoers.mode == 0o440
         assert host.run(f"visudo -cf {sudoers.path}").rc == 0
         # The ops user really gets root through sudo without a password.
@@ -82,3 +82,26 @@ def test_https_to_package_index_verifies(host):
 def test_chrony_runs(host):
     chrony = host.service("chrony")
     assert chrony.is_running and chrony.is_enabled
+
+
+def test_ml_user_created_with_key_and_locked_password(host):
+    user = host.user("alice")
+    assert user.exists and user.shell == "/bin/bash"
+    assert "sshusers" in user.groups and "video" in user.groups
+    with host.sudo():
+        assert host.run("getent shadow alice").stdout.split(":")[1].startswith("!")
+        keys = host.file("/home/alice/.ssh/authorized_keys").content_string
+        assert "ssh-ed25519 " in keys
+        # No sudo rule was asked for alice.
+        assert not host.file("/etc/sudoers.d/dlcluster-user-alice").exists
+
+
+def test_absent_user_removed_but_home_kept(host):
+    assert not host.user("bob").exists
+    with host.sudo():
+        assert not host.file("/etc/sudoers.d/dlcluster-user-bob").exists
+        assert host.file("/home/bob/results.txt").content_string == "results of an earlier experiment\n"
+
+
+def test_ansible_login_account_keeps_ssh_access(host):
+    assert "sshusers" in host.user("admin").groups
