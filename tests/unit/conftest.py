@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-for sub in ("filter_plugins", "lab"):
+for sub in ("filter_plugins", "lab", "library"):
     sys.path.insert(0, str(ROOT / sub))
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
