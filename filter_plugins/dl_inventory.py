@@ -228,6 +228,10 @@ def dl_inventory_problems(hostvars, names, required=()) -> list[str]:
                             "(lower-case letters, digits, '-' and '_', at most 32)")
         problems += _check_ca_files(hv.get("dl_extra_ca_certs", []), host)
         problems += _network_problems(hv, host)
+        branch = hv.get("dl_nvidia_driver_branch")
+        if branch not in (None, "") and not re.fullmatch(r"\d+", str(branch)):
+            problems.append(f"host {host}: dl_nvidia_driver_branch is {branch!r}; give the driver branch as a "
+                            "number such as 570")
         address = str(hv.get("dl_address") or hv.get("ansible_host") or host)
         if address in seen:
             problems.append(f"host {host}: address {address} is also used by host {seen[address]}; "

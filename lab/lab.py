@@ -49,8 +49,13 @@ CONTAINER_OPTIONS = [
     "--tmpfs", "/run",
     "--tmpfs", "/run/lock",
     "--device", "/dev/net/tun",
+    # Docker inside a lab host: runc joins a session keyring, which the
+    # engine's default seccomp profile forbids.
+    "--security-opt", "seccomp=unconfined",
     "--stop-signal", "SIGRTMIN+3",
 ]
+# Containers made with other options are re-created.
+OPTIONS_HASH = hashlib.sha256(" ".join(CONTAINER_OPTIONS).encode()).hexdigest()[:12]
 
 
 class LabError(Exception):
@@ -246,6 +251,7 @@ def start_host(lab: str, host: str, image: str) -> None:
     docker("run", "--detach", "--name", container_name(lab, host), "--hostname", host,
            "--network", network_name(lab), "--network-alias", host,
            "--label", f"{LABEL}={lab}", "--label", f"dlcluster.host={host}",
+           "--label", f"dlcluster.options={OPTIONS_HASH}",
            *CONTAINER_OPTIONS, image)
 
 
@@ -364,9 +370,10 @@ def up(args: argparse.Namespace) -> None:
 
     existing = lab_containers(args.name)
     for host, info in existing.items():
-        stale = info["Config"]["Image"] != image
+        stale = (info["Config"]["Image"] != image
+                 or info["Config"]["Labels"].get("dlcluster.options") != OPTIONS_HASH)
         if host not in wanted or stale:
-            log(f"removing {host} ({'image recipe changed' if stale else 'not requested'})")
+            log(f"removing {host} ({'image or container options changed' if stale else 'not requested'})")
             docker("rm", "--force", "--volumes", info["Id"])
         elif not info["State"]["Running"]:
             docker("start", info["Id"])

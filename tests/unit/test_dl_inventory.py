@@ -132,6 +132,12 @@ class TestInventoryProblems:
         (problem,) = dl_inventory_problems(hostvars, ["a"])
         assert problem.startswith("host a: dl_admin_networks[1] '10.1.0.0/33' is not an address or CIDR")
 
+    def test_driver_branch_must_be_a_number(self):
+        hostvars = {"gpu1": good_host("10.0.0.1", dl_nvidia_driver_branch="latest")}
+        (problem,) = dl_inventory_problems(hostvars, ["gpu1"])
+        assert problem.startswith("host gpu1: dl_nvidia_driver_branch is 'latest'")
+        assert dl_inventory_problems({"g": good_host("10.0.0.1", dl_nvidia_driver_branch=570)}, ["g"]) == []
+
     def test_vpn_networks_must_be_a_list(self):
         hostvars = {"a": good_host("10.0.0.1", dl_vpn_networks="10.8.0.0/24")}
         assert "dl_vpn_networks must be a list" in dl_inventory_problems(hostvars, ["a"])[0]

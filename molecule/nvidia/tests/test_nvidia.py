@@ -1,0 +1,83 @@
+"""The nvidia role on a lab host with a two-A100 fixture tree (no packages: see molecule.yml)."""
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+
+from images import ensure_busybox_image  # noqa: E402
+from labtest import run_playbook  # noqa: E402
+
+testinfra_hosts = ["ansible://gpu1"]
+
+
+def read(host, path):
+    with host.sudo():
+        return host.file(path).content_string
+
+
+def test_edition_and_gpus_detected(host):
+    fact = json.loads(read(host, "/etc/ansible/facts.d/dlcluster_hardware.fact"))
+    assert fact["edition"] == "nvidia"
+    assert fact["gpus"] == ["nvidia device 0x20b2", "nvidia device 0x20b2"]
+    assert fact["cpu_variant"] == "avx512"
+
+
+def test_nouveau_blacklisted_and_module_options(host):
+    assert "blacklist nouveau" in read(host, "/etc/modprobe.d/blacklist-nouveau.conf")
+    assert "options nvidia NVreg_PreserveVideoMemoryAllocations=1" in read(
+        host, "/etc/modprobe.d/nvidia-dlcluster.conf")
+
+
+def test_repositories_written_disabled_and_driver_pinned(host):
+    cuda = read(host, "/etc/apt/sources.list.d/nvidia-cuda.sources")
+    assert "URIs: https://developer.download.nvidia.com/compute/cuda/repos/debian12/x86_64" in cuda
+    assert "Signed-By: /etc/apt/keyrings/nvidia-cuda.asc" in cuda and "Enabled: no" in cuda
+    toolkit = read(host, "/etc/apt/sources.list.d/nvidia-container-toolkit.sources")
+    assert "URIs: https://nvidia.github.io/libnvidia-container/stable/deb/amd64" in toolkit
+    pin = read(host, "/etc/apt/preferences.d/dlcluster-nvidia-driver")
+    assert "Pin: version 570.*" in pin and "Pin-Priority: 1001" in pin
+
+
+def test_apt_still_works_with_the_disabled_repositories(host):
+    with host.sudo():
+        out = host.run("apt-get update")
+    assert out.rc == 0, out.stderr
+    assert "nvidia" not in out.stdout
+
+
+def test_running_docker_engine_has_the_nvidia_runtime(host):
+    config = json.loads(read(host, "/etc/docker/daemon.json"))
+    assert config["runtimes"]["nvidia"] == {"path": "nvidia-container-runtime", "args": []}
+    assert config["log-driver"] == "json-file"  # the docker role's own part is kept
+    with host.sudo():
+        runtimes = json.loads(host.run("docker info --format '{{json .Runtimes}}'").stdout)
+    assert "nvidia" in runtimes
+
+
+def test_nvidia_docker_passes_gpus_to_docker(host):
+    image = ensure_busybox_image(host)
+    with host.sudo():
+        out = host.run(f"nvidia-docker run --rm {image} /bin/busybox true")
+    # Docker asked for GPUs and found no GPU driver: the wrapper passed --gpus all.
+    assert out.rc != 0
+    assert "could not select device driver" in out.stderr and "gpu" in out.stderr
+
+
+def test_post_install_check_says_it_was_skipped(host):
+    check = json.loads(read(host, "/etc/ansible/facts.d/dlcluster_gpu_check.fact"))
+    assert check == {"vendor": "nvidia", "result": "skipped: nvidia-smi is not installed (driver packages not installed)"}
+
+
+def test_daemon_json_conflict_stops_before_anything_changes(host):
+    with host.sudo():
+        before = host.file("/etc/docker/daemon.json").sha256sum
+    run = run_playbook("playbooks/accelerators.yml", "-e",
+                       '{"nvidia_docker_default_runtime": true, '
+                       '"docker_daemon_options_extra": {"storage-driver": "vfs", "default-runtime": "runc"}}')
+    output = run.stdout + run.stderr
+    assert run.returncode != 0, output
+    assert "nvidia sets daemon.json key 'default-runtime' to \"nvidia\" but docker set it to \"runc\"" in output
+    with host.sudo():
+        assert host.file("/etc/docker/daemon.json").sha256sum == before
