@@ -11,7 +11,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 LAB_HOSTS ?= 3
 LAB_INVENTORY := inventories/lab/hosts.yml
 # Role scenarios, then the whole-lab scenario.
-SCENARIOS ?= common ssh_hardening firewall lab
+SCENARIOS ?= common ssh_hardening firewall docker cpu nvidia rocm lab
 
 .PHONY: help bootstrap venv lab lab-down converge demo lint unit molecule test clean
 

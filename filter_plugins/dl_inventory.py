@@ -113,6 +113,18 @@ def _rsa_bits(raw: bytes) -> int:
     return int.from_bytes(modulus, "big").bit_length()
 
 
+def _key_list_problems(keys, where: str) -> list[str]:
+    """Problems of a list of authorized_keys lines, each naming `where[index]`."""
+    if not isinstance(keys, list):
+        return [f"{where} must be a list of public keys"]
+    problems = []
+    for index, key in enumerate(keys):
+        why = dl_ssh_pubkey_problem(key)
+        if why:
+            problems.append(f"{where}[{index}] {why}")
+    return problems
+
+
 def _check_ca_files(paths, host) -> list[str]:
     if not isinstance(paths, list):
         return [f"host {host}: dl_extra_ca_certs must be a list of PEM file paths on the controller"]
@@ -176,14 +188,7 @@ def dl_user_problems(users, variable="dl_users", ops_user="") -> list[str]:
             problems.append(f"{where}.state is {state!r}; use present or absent")
         if state == "absent" and name and name == ops_user:
             problems.append(f"{where} marks the ops user {name!r} absent; change dl_ops_user first")
-        keys = user.get("authorized_keys", [])
-        if not isinstance(keys, list):
-            problems.append(f"{where}.authorized_keys must be a list of public keys")
-            keys = []
-        for key_index, key in enumerate(keys):
-            why = dl_ssh_pubkey_problem(key)
-            if why:
-                problems.append(f"{where}.authorized_keys[{key_index}] {why}")
+        problems += _key_list_problems(user.get("authorized_keys", []), f"{where}.authorized_keys")
         if "\n" in str(user.get("sudo", "")):
             problems.append(f"{where}.sudo must be one sudoers rule on one line")
     return problems
@@ -213,14 +218,8 @@ def dl_inventory_problems(hostvars, names, required=()) -> list[str]:
         if edition not in EDITIONS:
             problems.append(f"host {host}: dl_edition is {edition!r}; use one of "
                             f"{', '.join(EDITIONS)} (auto detects the hardware)")
-        keys = hv.get("dl_ops_authorized_keys", [])
-        if not isinstance(keys, list):
-            problems.append(f"host {host}: dl_ops_authorized_keys must be a list of public keys")
-            keys = []
-        for index, key in enumerate(keys):
-            why = dl_ssh_pubkey_problem(key)
-            if why:
-                problems.append(f"host {host}: dl_ops_authorized_keys[{index}] {why}")
+        problems += [f"host {host}: {p}"
+                     for p in _key_list_problems(hv.get("dl_ops_authorized_keys", []), "dl_ops_authorized_keys")]
         user = hv.get("dl_ops_user", "")
         problems += [f"host {host}: {p}" for p in dl_user_problems(hv.get("dl_users"), ops_user=user)]
         if user and not USER_NAME_RE.fullmatch(str(user)):

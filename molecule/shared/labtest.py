@@ -84,3 +84,19 @@ def probe_from_controller(address: str, port: int) -> str:
         except OSError:
             return "timeout"
     return "open"
+
+
+def ntp_reach(host, server: str, attempts: int = 30) -> str:
+    """The reach register chrony on `host` has for `server` ('0' if it never answered)."""
+    import time  # pylint: disable=import-outside-toplevel
+
+    address = host.run(f"getent hosts {server}").stdout.split()[0]
+    reach = "0"
+    for _ in range(attempts):
+        # chronyc -c sources: mode,state,address,stratum,poll,reach,...
+        rows = [r.split(",") for r in host.run("chronyc -c -n sources").stdout.splitlines()]
+        reach = next((r[5] for r in rows if r[2] == address), "0")
+        if reach != "0":
+            break
+        time.sleep(1)
+    return reach

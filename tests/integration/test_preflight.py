@@ -70,6 +70,11 @@ def test_admin_network_not_a_cidr(tmp_path):
     assert_stopped_in_preflight(run_site(inv), "host n1: dl_admin_networks[1] 'office-lan' is not an address or CIDR")
 
 
+def test_driver_branch_not_a_number(tmp_path):
+    inv = write_inventory(tmp_path, {"gpu1": {"ansible_host": "127.0.0.21", "dl_nvidia_driver_branch": "latest"}})
+    assert_stopped_in_preflight(run_site(inv), "host gpu1: dl_nvidia_driver_branch is 'latest'")
+
+
 def test_empty_key_list(tmp_path):
     inv = write_inventory(tmp_path, {"n1": {"ansible_host": "127.0.0.21"}}, {"dl_ops_authorized_keys": []})
     assert_stopped_in_preflight(run_site(inv), "host n1: required variable dl_ops_authorized_keys is not set")

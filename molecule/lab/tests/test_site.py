@@ -1,7 +1,12 @@
 """site.yml on the whole lab: what an ops team sees after one run."""
 
 import subprocess
-import time
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+
+from labtest import ntp_reach  # noqa: E402
 
 testinfra_hosts = ["ansible://dlcluster"]
 
@@ -44,14 +49,7 @@ def test_time_is_served_by_the_head_node(host):
             address = host.run(f"getent hosts {peer}").stdout.split()[0]
             assert f"allow {address}" in conf
         return
-    head = host.run("getent hosts head").stdout.split()[0]
-    reach = "0"
-    for _ in range(30):
-        rows = [r.split(",") for r in host.run("chronyc -c -n sources").stdout.splitlines()]
-        reach = next((r[5] for r in rows if r[2] == head), "0")
-        if reach != "0":
-            break
-        time.sleep(1)
+    reach = ntp_reach(host, "head")
     assert reach != "0", "head never answered this worker's NTP requests"
 
 
