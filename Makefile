@@ -21,7 +21,8 @@ help: ## List the targets.
 bootstrap: ## Install controller packages and start a Docker engine when missing.
 	@scripts/bootstrap-controller.sh
 
-$(VENV)/.installed: requirements.txt
+# bootstrap first: a bare Debian lacks python3-venv.
+$(VENV)/.installed: requirements.txt | bootstrap
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt

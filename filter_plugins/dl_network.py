@@ -50,7 +50,8 @@ def dl_firewall_peers(members) -> dict:
     result = {"ipv4": [], "ipv6": []}
     for member in members:
         if not member.get("address"):
-            continue
+            raise AnsibleFilterError(f"dl_firewall_peers: no address is known for host {member.get('name')}; "
+                                     "set dl_address or ansible_host to an IP, or gather its facts (no --limit)")
         try:
             ip = ipaddress.ip_address(member["address"])
         except ValueError as err:

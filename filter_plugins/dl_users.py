@@ -1,4 +1,4 @@
-"""User-account filter of dlcluster: the inventory's accounts with defaults filled in.
+"""Account filters of dlcluster: the inventory's accounts with defaults filled in, CA file names.
 
 Pure functions, unit-tested in tests/unit/test_dl_users.py.
 """
@@ -32,8 +32,23 @@ def dl_accounts(users, defaults=None) -> list[dict]:
     return accounts
 
 
+def dl_ca_file_name(path) -> str:
+    """Name of a CA certificate in the trust store's directory: its base name with a .crt suffix.
+
+    update-ca-certificates reads only *.crt files; 'corp.pem' becomes 'corp.crt', 'corp.cer' 'corp.cer.crt'.
+    """
+    name = str(path).rstrip("/").rsplit("/", 1)[-1]
+    if not name:
+        raise AnsibleFilterError(f"dl_ca_file_name: {path!r} has no file name")
+    for suffix in (".pem", ".crt"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return f"{name}.crt"
+
+
 class FilterModule:
     """dlcluster user-account filters."""
 
     def filters(self):
-        return {"dl_accounts": dl_accounts}
+        return {"dl_accounts": dl_accounts, "dl_ca_file_name": dl_ca_file_name}

@@ -36,9 +36,13 @@ def test_address_in_networks():
 
 def test_firewall_peers_sorted_unique():
     members = [{"name": "b", "address": "10.0.0.10"}, {"name": "a", "address": "10.0.0.9"},
-               {"name": "c", "address": "10.0.0.9"}, {"name": "d", "address": ""},
-               {"name": "e", "address": "fd00::2"}]
+               {"name": "c", "address": "10.0.0.9"}, {"name": "e", "address": "fd00::2"}]
     assert dl_firewall_peers(members) == {"ipv4": ["10.0.0.9", "10.0.0.10"], "ipv6": ["fd00::2"]}
+
+
+def test_firewall_peers_member_without_address():
+    with pytest.raises(AnsibleFilterError, match="no address is known for host d"):
+        dl_firewall_peers([{"name": "d", "address": ""}])
 
 
 def test_firewall_peers_rejects_names():

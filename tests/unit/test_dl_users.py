@@ -5,7 +5,7 @@ from ansible.errors import AnsibleFilterError
 from conftest import FIXTURES
 
 from dl_inventory import dl_inventory_problems, dl_user_problems
-from dl_users import FilterModule, dl_accounts
+from dl_users import FilterModule, dl_accounts, dl_ca_file_name
 
 KEY = (FIXTURES / "ssh" / "ed25519.pub").read_text().strip()
 
@@ -57,5 +57,11 @@ def test_inventory_problems_include_users():
     assert dl_inventory_problems(hostvars, ["n1"])[0].startswith("host n1: dl_users[0].name 'x y'")
 
 
+@pytest.mark.parametrize("path,name", [
+    ("/x/corp.pem", "corp.crt"), ("/x/corp.crt", "corp.crt"), ("/x/corp.cer", "corp.cer.crt"), ("ca", "ca.crt")])
+def test_ca_file_name(path, name):
+    assert dl_ca_file_name(path) == name
+
+
 def test_filter_module():
-    assert set(FilterModule().filters()) == {"dl_accounts"}
+    assert set(FilterModule().filters()) == {"dl_accounts", "dl_ca_file_name"}

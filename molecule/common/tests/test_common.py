@@ -64,6 +64,7 @@ def test_ops_user_logs_in_over_ssh(host):
 
 def test_extra_ca_certificates_trusted(host):
     installed = host.run("ls /usr/local/share/ca-certificates/dlcluster/").stdout.split()
+    assert len(installed) == len(host.ansible.get_variables()["dl_extra_ca_certs"])
     bundle = host.file("/etc/ssl/certs/ca-certificates.crt").content_string
     for name in installed:
         pem = host.file(f"/usr/local/share/ca-certificates/dlcluster/{name}").content_string

@@ -92,6 +92,17 @@ def test_ruleset_is_the_checked_file(host):
         assert "dlcluster-firewall-rollback" not in host.run("systemctl list-timers --all").stdout
 
 
+def test_a_removed_table_is_loaded_again_by_the_next_run(host):
+    """What a rollback leaves (no table, service disabled) converges back."""
+    with host.sudo():
+        host.run_expect([0], "nft delete table inet dlcluster && systemctl disable dlcluster-firewall")
+    run = run_playbook("playbooks/firewall.yml", "--limit", "head")
+    assert run.returncode == 0, run.stdout + run.stderr
+    with host.sudo():
+        assert host.run("nft list table inet dlcluster").rc == 0
+        assert host.service("dlcluster-firewall").is_enabled
+
+
 def test_lockout_guard_refuses_rules_that_drop_the_controller(host):
     with host.sudo():
         before = host.file("/etc/nftables.d/dlcluster.nft").sha256sum

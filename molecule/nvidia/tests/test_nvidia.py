@@ -65,6 +65,18 @@ def test_nvidia_docker_passes_gpus_to_docker(host):
     assert "could not select device driver" in out.stderr and "gpu" in out.stderr
 
 
+def test_nvidia_docker_turns_visible_devices_into_a_device_list(host):
+    # A stand-in docker earlier in PATH prints what the wrapper hands it.
+    host.run_expect([0], "mkdir -p /tmp/fake-docker && printf '#!/bin/sh\\necho \"$@\"\\n' > /tmp/fake-docker/docker"
+                         " && chmod +x /tmp/fake-docker/docker")
+    picked = host.run("PATH=/tmp/fake-docker:$PATH NVIDIA_VISIBLE_DEVICES=1,3 nvidia-docker run img nvidia-smi")
+    assert picked.stdout.strip() == 'run --gpus "device=1,3" img nvidia-smi'
+    default = host.run("PATH=/tmp/fake-docker:$PATH nvidia-docker run img")
+    assert default.stdout.strip() == "run --gpus all img"
+    other = host.run("PATH=/tmp/fake-docker:$PATH nvidia-docker ps -a")
+    assert other.stdout.strip() == "ps -a"
+
+
 def test_post_install_check_says_it_was_skipped(host):
     check = json.loads(read(host, "/etc/ansible/facts.d/dlcluster_gpu_check.fact"))
     assert check == {"vendor": "nvidia", "result": "skipped: nvidia-smi is not installed (driver packages not installed)"}

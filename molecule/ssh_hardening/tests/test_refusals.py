@@ -35,3 +35,13 @@ def test_bad_sshd_option_refused_naming_the_variable(host):
     assert "rejects the configuration" in output
     assert "ssh_hardening_extra_options" in output and "NoSuchOption" in output
     assert sshd_state(host) == before
+
+
+def test_listen_address_that_drops_the_controller_is_refused(host):
+    before = sshd_state(host)
+    run = run_playbook("playbooks/ssh_hardening.yml", "--limit", "cpu1",
+                       "-e", '{"ssh_hardening_listen_addresses": ["10.255.0.1"]}')
+    output = run.stdout + run.stderr
+    assert run.returncode != 0, output
+    assert "Refusing to harden sshd on cpu1" in output and "ssh_hardening_listen_addresses" in output
+    assert sshd_state(host) == before
