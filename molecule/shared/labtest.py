@@ -44,6 +44,14 @@ def run_playbook(playbook: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False, cwd=ROOT)
 
 
+def refused_output(playbook: str, *args: str) -> str:
+    """Run a playbook that must fail; return its output for the caller's message checks."""
+    run = run_playbook(playbook, *args)
+    output = run.stdout + run.stderr
+    assert run.returncode != 0, output
+    return output
+
+
 PROBE = """
 import socket, sys
 kind, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])

@@ -7,7 +7,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 
 from images import ensure_busybox_image  # noqa: E402
-from labtest import run_playbook  # noqa: E402
+from labtest import refused_output  # noqa: E402
 
 testinfra_hosts = ["ansible://gpu1"]
 
@@ -85,11 +85,9 @@ def test_post_install_check_says_it_was_skipped(host):
 def test_daemon_json_conflict_stops_before_anything_changes(host):
     with host.sudo():
         before = host.file("/etc/docker/daemon.json").sha256sum
-    run = run_playbook("playbooks/accelerators.yml", "-e",
-                       '{"nvidia_docker_default_runtime": true, '
-                       '"docker_daemon_options_extra": {"storage-driver": "vfs", "default-runtime": "runc"}}')
-    output = run.stdout + run.stderr
-    assert run.returncode != 0, output
+    output = refused_output("playbooks/accelerators.yml", "-e",
+                            '{"nvidia_docker_default_runtime": true, '
+                            '"docker_daemon_options_extra": {"storage-driver": "vfs", "default-runtime": "runc"}}')
     assert "nvidia sets daemon.json key 'default-runtime' to \"nvidia\" but docker set it to \"runc\"" in output
     with host.sudo():
         assert host.file("/etc/docker/daemon.json").sha256sum == before
