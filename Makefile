@@ -10,10 +10,12 @@ export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 LAB_HOSTS ?= 3
 LAB_INVENTORY := inventories/lab/hosts.yml
+JOB ?= jobs/pytorch-ddp-mnist.yml
+FORCE ?= false
 # Role scenarios, then the whole-lab scenario.
-SCENARIOS ?= common ssh_hardening firewall docker cpu nvidia rocm lab
+SCENARIOS ?= common ssh_hardening firewall docker cpu nvidia rocm notebooks lab
 
-.PHONY: help bootstrap venv lab lab-down converge demo lint unit molecule test clean
+.PHONY: help bootstrap venv lab lab-down converge train validate demo lint unit molecule test test-full bench clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -39,7 +41,14 @@ lab-down: ## Remove the lab's containers, network and state (nothing else).
 converge: venv ## Converge site.yml on the current inventory.
 	ansible-playbook site.yml
 
-demo: venv lab converge ## Fresh machine → lab up → site.yml converged.
+train: venv ## Run the PyTorch DDP sample across the workers (JOB=jobs/<spec>.yml, FORCE=true to re-run).
+	ansible-playbook playbooks/train.yml -e job=$(JOB) -e force=$(FORCE)
+
+validate: venv ## Environment integrity tests on every host; report in reports/validate/.
+	ansible-playbook playbooks/validate.yml
+
+demo: venv lab converge ## Fresh machine → lab up → site.yml → DDP training across the two workers.
+	$(MAKE) --no-print-directory train FORCE=true
 
 lint: venv ## yamllint (strict) and ansible-lint (production profile).
 	yamllint --strict .
@@ -53,6 +62,13 @@ molecule: venv bootstrap ## Molecule scenarios: every role, then the whole lab.
 	for s in $(SCENARIOS); do molecule test -s $$s || exit 1; done
 
 test: lint unit molecule ## Every test: lint, unit, molecule.
+
+# TensorFlow and Keras add ~1 GB per host: kept out of CI's two cores.
+test-full: test ## Every test, then TensorFlow/Keras envs, validate and the TF jobs on the lab.
+	scripts/test-full.sh
+
+bench: venv ## Benchmarks: pip mirror upstream fetches, launch overhead, 1 vs 2 host throughput.
+	scripts/bench.sh
 
 clean: lab-down ## Remove the lab and the virtualenv.
 	rm -rf $(VENV) .ansible

@@ -40,8 +40,8 @@ def dl_python_envs(envs, edition, framework_packages, scientific_packages, varia
         if extra:
             raise AnsibleFilterError(f"{where}: unknown key(s) {', '.join(sorted(extra))} "
                                      f"(known: {', '.join(sorted(_ENV_KEYS))})")
-        name = str(env.get("name", ""))
-        if not _ENV_NAME.match(name):
+        name = "" if env.get("name") is None else str(env.get("name"))
+        if not _ENV_NAME.fullmatch(name):
             raise AnsibleFilterError(f"{where}.name {name!r} is not a usable directory name "
                                      "(letters, digits, . _ -; up to 32 characters)")
         if name in names:
@@ -53,6 +53,9 @@ def dl_python_envs(envs, edition, framework_packages, scientific_packages, varia
         frameworks = env.get("frameworks", [])
         if not isinstance(frameworks, list):
             raise AnsibleFilterError(f"{where}.frameworks must be a list such as [pytorch, tensorflow]")
+        extra_packages = env.get("packages") or []
+        if not isinstance(extra_packages, list):
+            raise AnsibleFilterError(f"{where}.packages must be a list of requirements such as [mlflow==3.1.0]")
         requirements, imports = list(scientific_packages or []), []
         for framework in frameworks:
             if framework not in framework_packages:
@@ -76,7 +79,7 @@ def dl_python_envs(envs, edition, framework_packages, scientific_packages, varia
         if "keras" in frameworks and not backends:
             raise AnsibleFilterError(f"{where}: keras (Keras 3) needs a backend in the same environment: "
                                      "add tensorflow, pytorch or jax")
-        requirements += list(env.get("packages", []) or [])
+        requirements += extra_packages
         result.append({
             "name": name,
             "frameworks": list(frameworks),

@@ -713,7 +713,21 @@ class FilterModule:
             "dl_socket_ifname": dl_socket_ifname,
             "dl_host_interfaces": dl_host_interfaces,
             "dl_job_summary": dl_job_summary,
+            "dl_hparams_merge": dl_hparams_merge,
         }
+
+
+def dl_hparams_merge(file_text, hparams_text) -> str:
+    """The hyper-parameter file handed to the script: the spec's hparams_file with the keys the
+    spec's own hparams set removed, then those hparams (each key once, as the scripts require)."""
+    overrides = {line.split("=", 1)[0].strip() for line in str(hparams_text or "").splitlines()
+                 if "=" in line and not line.lstrip().startswith("#")}
+    kept = [line for line in str(file_text or "").splitlines()
+            if line.lstrip().startswith("#") or "=" not in line or line.split("=", 1)[0].strip() not in overrides]
+    parts = ["\n".join(kept).rstrip()] if kept else []
+    if overrides:
+        parts.append("# hparams of the job spec\n" + str(hparams_text).rstrip())
+    return "\n".join(parts) + "\n"
 
 
 # ---------------------------------------------------------------------------

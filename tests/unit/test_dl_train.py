@@ -14,7 +14,9 @@ from ansible.errors import AnsibleFilterError
 from dl_train import (
     JOB_FIELDS,
     FilterModule,
+    dl_hparams_merge,
     dl_host_interfaces,
+    dl_job_summary,
     dl_job_plan,
     dl_job_problems,
     dl_job_spec,
@@ -664,4 +666,48 @@ class TestTensorflowPlan:
 
 def test_filter_module():
     assert set(FilterModule().filters()) == {
-        "dl_job_spec", "dl_job_problems", "dl_job_plan", "dl_socket_ifname", "dl_host_interfaces"}
+        "dl_job_spec", "dl_job_problems", "dl_job_plan", "dl_socket_ifname", "dl_host_interfaces",
+        "dl_job_summary", "dl_hparams_merge"}
+
+
+def test_hparams_merge_spec_keys_win_once():
+    text = "# comment\nepochs = 10\nlr = 0.001\n"
+    merged = dl_hparams_merge(text, "epochs=50\nstep_sleep=0.05\n")
+    assert merged.count("epochs") == 1 and "epochs=50" in merged and "lr = 0.001" in merged
+    assert "# comment" in merged and "step_sleep=0.05" in merged
+    assert dl_hparams_merge(text, "") == text
+
+
+PLAN = {"job_id": "j", "hosts": {"a": {"first_rank": 0, "nproc": 1, "role": "rank"},
+                                 "b": {"first_rank": 1, "nproc": 1, "role": "rank"}}}
+
+
+def _metrics(rank, accuracy=0.93):
+    return {"rank": rank, "final_loss": 0.13, "test_accuracy": accuracy, "wall_seconds": 20.0,
+            "samples_per_second": 900.0, "first_step_unix": 105.0}
+
+
+def test_summary_of_a_good_job():
+    results = [{"host": "a", "outcome": "succeeded", "exit": "0", "metrics": [_metrics(0)], "log_tail": ""},
+               {"host": "b", "outcome": "succeeded", "exit": "0", "metrics": [_metrics(1, 0.94)], "log_tail": ""}]
+    summary = dl_job_summary(PLAN, results, "", 100.0, "/runs/j")
+    assert summary["ok"] and summary["test_accuracy"] == 0.93 and summary["samples_per_second"] == 1800.0
+    assert summary["launch_to_first_step_seconds"] == 5.0
+    assert "test accuracy 0.9300" in summary["message"] and "/runs/j" in summary["message"]
+    assert summary["table"].count("| succeeded |") == 2
+
+
+def test_summary_names_the_first_failed_host_and_the_rank_from_torchruns_report():
+    tail = "Root Cause (first observed failure):\n[0]:\n  host      : b\n  rank      : 1 (local_rank: 0)\n"
+    results = [{"host": "a", "outcome": "stopped", "exit": "", "metrics": [], "log_tail": ""},
+               {"host": "b", "outcome": "failed", "exit": "1", "metrics": [], "log_tail": tail}]
+    summary = dl_job_summary(PLAN, results, "b failed 1\n", 100.0)
+    assert not summary["ok"]
+    assert summary["message"].startswith("Job j failed: host b rank 1 failed (exit 1)")
+    assert "| 1 | b | rank | failed |" in summary["table"]
+
+
+def test_summary_of_a_lost_host_uses_its_planned_ranks():
+    results = [{"host": "a", "outcome": "succeeded", "exit": "0", "metrics": [_metrics(0)], "log_tail": ""}]
+    summary = dl_job_summary(PLAN, results)
+    assert not summary["ok"] and "host b rank 1 lost" in summary["message"]

@@ -1,0 +1,95 @@
+"""Distributed training across the lab's workers: success, refusal, bad specs, a killed rank."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+
+from labtest import ANSIBLE_PLAYBOOK, ROOT, run_playbook  # noqa: E402
+
+testinfra_hosts = ["ansible://cpu2"]
+
+RUNS = ROOT / "runs"
+DDP = {"framework": "pytorch", "hosts": "workers", "script": "jobs/scripts/pytorch_ddp_mnist.py",
+       "hparams_file": "jobs/hparams/mnist.conf"}
+
+
+def _job(name, **fields) -> str:
+    return json.dumps({"job": {"name": name, **DDP, **fields}})
+
+
+def _no_job_process_left(host, pattern="[p]ytorch_ddp_mnist"):
+    for name in ("cpu1", "cpu2"):
+        other = host.get_host(f"ansible://{name}?ansible_inventory={os.environ['MOLECULE_INVENTORY_FILE']}")
+        assert other.run(f"pgrep -f '{pattern}'").rc == 1, f"a training process is left on {name}"
+
+
+def test_ddp_sample_across_two_workers_reaches_090():
+    run = run_playbook("playbooks/train.yml", "-e", "job=jobs/pytorch-ddp-mnist.yml", "-e", "force=true")
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr
+    summary = json.loads((RUNS / "pytorch-ddp-mnist" / "summary.json").read_text())
+    assert summary["ok"] and summary["test_accuracy"] >= 0.90, summary["message"]
+    assert {(row["host"], row["rank"]) for row in summary["ranks"]} == {("cpu1", 0), ("cpu2", 1)} or \
+        {(row["host"], row["rank"]) for row in summary["ranks"]} == {("cpu1", 1), ("cpu2", 0)}
+    for name in ("cpu1", "cpu2"):
+        assert list((RUNS / "pytorch-ddp-mnist" / name / "output").glob("metrics-rank*.json"))
+        assert (RUNS / "pytorch-ddp-mnist" / name / "node.log").exists()
+    assert "test accuracy" in run.stdout and str(RUNS / "pytorch-ddp-mnist") in run.stdout
+
+
+def test_a_job_id_with_results_is_refused_unless_forced():
+    run = run_playbook("playbooks/train.yml", "-e", "job=jobs/pytorch-ddp-mnist.yml")
+    assert run.returncode != 0
+    assert "Job id pytorch-ddp-mnist already has results" in run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("name,fields,message", [
+    ("lab-bad-framework", {"framework": "caffe"}, "framework"),
+    ("lab-bad-script", {"script": "jobs/scripts/no_such_script.py"}, "no_such_script.py not found"),
+    ("lab-bad-nproc", {"processes_per_node": 64}, "processes_per_node"),
+    ("lab-bad-group", {"hosts": "no_such_group"}, "no_such_group matches no host"),
+])
+def test_bad_specs_fail_before_anything_starts(host, name, fields, message):
+    run = run_playbook("playbooks/train.yml", "-e", _job(name, **fields))
+    output = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert message in output, output[-3000:]
+    assert not (RUNS / name).exists(), "a refused job left results behind"
+    with host.sudo():
+        assert host.run(f"systemctl list-units --all --no-legend 'dlcluster-job-{name}*'").stdout.strip() == ""
+
+
+def test_a_killed_rank_stops_the_job_within_60s(host):
+    name = "lab-fault"
+    argv = [ANSIBLE_PLAYBOOK, "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(ROOT / "playbooks/train.yml"),
+            "-e", _job(name, hparams={"epochs": 60, "step_sleep": 0.05}), "-e", "force=true"]
+    launcher = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    worker = ""
+    deadline = time.time() + 240
+    while time.time() < deadline and not worker:
+        # [-]u: the pattern does not match the shell that runs pgrep.
+        found = host.run(f"pgrep -f '[-]u /home/ubuntu/runs/{name}/code/'")
+        log = host.run(f"grep -c 'epoch=' /home/ubuntu/runs/{name}/node.log")
+        if found.rc == 0 and log.stdout.strip() not in ("", "0"):
+            worker = found.stdout.split()[0]
+        else:
+            time.sleep(1)
+    assert worker, "the job's rank on cpu2 never started training"
+    with host.sudo():
+        assert host.run(f"kill -9 {worker}").rc == 0
+    killed = time.time()
+    output, _ = launcher.communicate(timeout=180)
+    assert launcher.returncode != 0, output[-3000:]
+    assert time.time() - killed < 60, f"the playbook took {time.time() - killed:.0f} s to stop the job"
+    assert re.search(rf"Job {name} failed: host cpu2 rank \d+ failed", output), output[-3000:]
+    _no_job_process_left(host)
+    for peer in ("cpu1", "cpu2"):
+        assert (RUNS / name / peer / "node.log").exists(), f"the log of {peer} was not collected"
+        assert list((RUNS / name / peer / "logs").rglob("stderr.log")), f"per-rank logs of {peer} missing"
