@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""dlcluster benchmarks on the lab (`make bench`), each comparison measured side by side in one run.
+
+1. pip mirror: the same package set downloaded on both workers at once, (a) straight from
+   upstream PyPI and (b) through a fresh (cold) mirror index on the head node. Upstream
+   requests/bytes: (a) what the workers fetched; (b) the files devpi stored for the fresh index,
+   each fetched from upstream once.
+2. Training: the PyTorch DDP sample on 1 host and on 2 hosts (throughput ratio), and the launch
+   overhead (playbook start -> every rank's first step) for the 2-worker group and a larger group.
+
+Needs a converged lab (make demo). Results: bench-results/<UTC time>.json and .md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = os.environ.get("BENCH_PACKAGES", "scipy pandas scikit-learn matplotlib").split()
+LARGE_GROUP = os.environ.get("BENCH_LARGE_GROUP", "dlcluster")
+
+
+def ansible(host: str, command: str, become: bool = True) -> str:
+    argv = ["ansible", host, "-o", "-m", "ansible.builtin.shell", "-a", command] + (["-b"] if become else [])
+    run = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
+    if run.returncode != 0:
+        sys.exit(f"bench: {host}: {command!r} failed:\n{run.stdout}{run.stderr}")
+    return run.stdout.split("(stdout) ", 1)[-1].replace("\\n", "\n").strip()
+
+
+def download(host: str, index: str, trusted: str, tag: str) -> dict:
+    target = f"/tmp/dlcluster-bench-{tag}"
+    start = time.time()
+    ansible(host, f"rm -rf {target} && python3 -m venv {target}/venv && {target}/venv/bin/pip download --quiet "
+                  f"--no-cache-dir --isolated --cert /etc/ssl/certs/ca-certificates.crt --only-binary=:all: "
+                  f"--index-url {index} {trusted} -d {target}/files {' '.join(PACKAGES)}")
+    seconds = time.time() - start
+    files, size = ansible(host, f"ls {target}/files | wc -l; du -sb {target}/files | cut -f1").split()
+    ansible(host, f"rm -rf {target}")
+    return {"host": host, "seconds": round(seconds, 1), "files": int(files), "bytes": int(size)}
+
+
+def mirror_bench() -> dict:
+    head = ansible("pip_mirror[0]", "hostname", become=False)
+    address = ansible("pip_mirror[0]", "hostname -I | cut -d' ' -f1", become=False).split()[0]
+    password = (ROOT / ".lab" / "default" / "devpi-root-password").read_text().strip()
+    name = f"bench{int(time.time())}"
+    ansible(head, f"/opt/dlcluster/devpi/bin/python - <<'PY'\n"
+                  "import base64, json, urllib.request\n"
+                  f"u = 'http://{address}:3141'\n"
+                  "def call(method, path, body, auth=None):\n"
+                  "    h = {'Content-Type': 'application/json', 'Accept': 'application/json'}\n"
+                  "    if auth: h['X-Devpi-Auth'] = auth\n"
+                  "    r = urllib.request.Request(u + path, json.dumps(body).encode(), h, method=method)\n"
+                  "    return json.loads(urllib.request.urlopen(r).read())\n"
+                  f"t = call('POST', '/+login', {{'user': 'root', 'password': '{password}'}})['result']['password']\n"
+                  "a = base64.b64encode(('root:' + t).encode()).decode()\n"
+                  f"call('PUT', '/root/{name}', {{'type': 'mirror', 'mirror_url': 'https://pypi.org/simple/'}}, a)\n"
+                  "PY")
+    workers = ["cpu1", "cpu2"]
+    with ThreadPoolExecutor(len(workers)) as pool:
+        direct = list(pool.map(lambda h: download(h, "https://pypi.org/simple/", "", "direct"), workers))
+    with ThreadPoolExecutor(len(workers)) as pool:
+        mirrored = list(pool.map(lambda h: download(
+            h, f"http://{address}:3141/root/{name}/+simple/", f"--trusted-host {address}:3141", "mirror"), workers))
+    store = ansible(head, f"d=$(find /var/lib/devpi /data/devpi -type d -path '*/root/{name}' 2>/dev/null | head -1); "
+                          "find $d -type f -name '*.whl' | wc -l; du -sb $d | cut -f1")
+    upstream_files, upstream_bytes = (int(value) for value in store.split())
+    return {"packages": PACKAGES, "mirror_index": f"root/{name}",
+            "without_mirror": {"hosts": direct, "upstream_files": sum(h["files"] for h in direct),
+                               "upstream_bytes": sum(h["bytes"] for h in direct)},
+            "with_mirror": {"hosts": mirrored, "upstream_files": upstream_files, "upstream_bytes": upstream_bytes}}
+
+
+def train(hosts: str, tag: str) -> dict:
+    job = {"name": f"bench-{tag}", "framework": "pytorch", "hosts": hosts,
+           "script": "jobs/scripts/pytorch_ddp_mnist.py", "hparams_file": "jobs/hparams/mnist.conf"}
+    start = time.time()
+    run = subprocess.run(["ansible-playbook", "playbooks/train.yml", "-e", json.dumps({"job": job}),
+                          "-e", "force=true"], cwd=ROOT, capture_output=True, text=True, check=False)
+    if run.returncode != 0:
+        sys.exit(f"bench: training on {hosts} failed:\n{run.stdout[-3000:]}")
+    summary = json.loads((ROOT / "runs" / f"bench-{tag}" / "summary.json").read_text())
+    first_steps = [rank["first_step_unix"] for rank in summary["ranks"]]
+    return {"hosts": hosts, "ranks": len(summary["ranks"]), "playbook_seconds": round(time.time() - start, 1),
+            "launch_to_all_first_steps": round(max(first_steps) - start, 1),
+            "samples_per_second": summary["samples_per_second"], "test_accuracy": summary["test_accuracy"]}
+
+
+def main() -> int:
+    results = {"mirror": mirror_bench(), "train": {
+        "one_host": train("cpu1", "1host"), "two_hosts": train("workers", "2hosts"),
+        "large_group": train(LARGE_GROUP, "large")}}
+    m, t = results["mirror"], results["train"]
+    results["ratios"] = {
+        "upstream_bytes_with_vs_without_mirror": round(m["with_mirror"]["upstream_bytes"]
+                                                       / m["without_mirror"]["upstream_bytes"], 3),
+        "samples_per_second_2_vs_1_host": round(t["two_hosts"]["samples_per_second"]
+                                                / t["one_host"]["samples_per_second"], 3),
+        "launch_overhead_large_vs_2_hosts": round(t["large_group"]["launch_to_all_first_steps"]
+                                                  / t["two_hosts"]["launch_to_all_first_steps"], 3),
+    }
+    out = ROOT / "bench-results"
+    out.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    (out / f"{stamp}.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    print(f"bench: results in {out / stamp}.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
