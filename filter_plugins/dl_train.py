@@ -782,7 +782,7 @@ def dl_job_summary(plan, results, abort="", started_unix=None, results_dir="") -
     first = next((f for f in failures if f["host"] == first_host), failures[0] if failures else None)
     trained = [row for row in ranks if row["test_accuracy"] is not None]
     accuracy = min((row["test_accuracy"] for row in trained), default=None)
-    throughput = sum(row["samples_per_second"] or 0 for row in trained) or None
+    throughput = round(sum(row["samples_per_second"] or 0 for row in trained), 1) or None
     wall = max((row["wall_seconds"] or 0 for row in trained), default=None)
     steps = [row["first_step_unix"] for row in ranks if row.get("first_step_unix")]
     overhead = round(max(steps) - float(started_unix), 1) if steps and started_unix else None

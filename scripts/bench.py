@@ -13,6 +13,7 @@ Needs a converged lab (make demo). Results: bench-results/<UTC time>.json and .m
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -26,8 +27,9 @@ PACKAGES = os.environ.get("BENCH_PACKAGES", "scipy pandas scikit-learn matplotli
 LARGE_GROUP = os.environ.get("BENCH_LARGE_GROUP", "dlcluster")
 
 
-def ansible(host: str, command: str, become: bool = True) -> str:
-    argv = ["ansible", host, "-o", "-m", "ansible.builtin.shell", "-a", command] + (["-b"] if become else [])
+def ansible(host: str, command: str, become: bool = True, stdin: str | None = None) -> str:
+    args = json.dumps({"cmd": command, **({"stdin": stdin} if stdin is not None else {})})
+    argv = ["ansible", host, "-o", "-m", "ansible.builtin.shell", "-a", args] + (["-b"] if become else [])
     run = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
     if run.returncode != 0:
         sys.exit(f"bench: {host}: {command!r} failed:\n{run.stdout}{run.stderr}")
@@ -48,21 +50,32 @@ def download(host: str, index: str, trusted: str, tag: str) -> dict:
 
 def mirror_bench() -> dict:
     head = ansible("pip_mirror[0]", "hostname", become=False)
-    address = ansible("pip_mirror[0]", "hostname -I | cut -d' ' -f1", become=False).split()[0]
+    inventory = subprocess.run(["ansible-inventory", "--host", head], cwd=ROOT, capture_output=True, text=True,
+                               check=True)
+    address = json.loads(inventory.stdout)["ansible_host"]
     password = (ROOT / ".lab" / "default" / "devpi-root-password").read_text().strip()
     name = f"bench{int(time.time())}"
-    ansible(head, f"/opt/dlcluster/devpi/bin/python - <<'PY'\n"
-                  "import base64, json, urllib.request\n"
-                  f"u = 'http://{address}:3141'\n"
-                  "def call(method, path, body, auth=None):\n"
-                  "    h = {'Content-Type': 'application/json', 'Accept': 'application/json'}\n"
-                  "    if auth: h['X-Devpi-Auth'] = auth\n"
-                  "    r = urllib.request.Request(u + path, json.dumps(body).encode(), h, method=method)\n"
-                  "    return json.loads(urllib.request.urlopen(r).read())\n"
-                  f"t = call('POST', '/+login', {{'user': 'root', 'password': '{password}'}})['result']['password']\n"
-                  "a = base64.b64encode(('root:' + t).encode()).decode()\n"
-                  f"call('PUT', '/root/{name}', {{'type': 'mirror', 'mirror_url': 'https://pypi.org/simple/'}}, a)\n"
-                  "PY")
+    create_index = (
+        "import base64, json, sys, urllib.request\n"
+        f"u = 'http://{address}:3141'\n"
+        "def call(method, path, body, auth=None):\n"
+        "    h = {'Content-Type': 'application/json', 'Accept': 'application/json'}\n"
+        "    if auth: h['X-Devpi-Auth'] = auth\n"
+        "    r = urllib.request.Request(u + path, json.dumps(body).encode(), h, method=method)\n"
+        "    return json.loads(urllib.request.urlopen(r).read())\n"
+        "t = call('POST', '/+login', {'user': 'root', 'password': sys.stdin.read().strip()})['result']['password']\n"
+        "a = base64.b64encode(('root:' + t).encode()).decode()\n"
+        f"call('PUT', '/root/{name}', {{'type': 'mirror', 'mirror_url': 'https://pypi.org/simple/'}}, a)\n"
+        # A new mirror loads upstream's project list first; wait for it (pip's page is not fetched twice).
+        "import time\n"
+        "for _ in range(60):\n"
+        "    try:\n"
+        f"        if b'.whl' in urllib.request.urlopen(u + '/root/{name}/+simple/pip/', timeout=30).read(): break\n"
+        "    except OSError: pass\n"
+        "    time.sleep(2)\n")
+    encoded = base64.b64encode(create_index.encode()).decode()
+    ansible(head, f"/opt/dlcluster/devpi/bin/python -c \"import base64; exec(base64.b64decode('{encoded}'))\"",
+            stdin=password)
     workers = ["cpu1", "cpu2"]
     with ThreadPoolExecutor(len(workers)) as pool:
         direct = list(pool.map(lambda h: download(h, "https://pypi.org/simple/", "", "direct"), workers))
