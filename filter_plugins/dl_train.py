@@ -735,6 +735,7 @@ def dl_hparams_merge(file_text, hparams_text) -> str:
 # ---------------------------------------------------------------------------
 _FAILED = ("failed", "lost", "timeout")
 _ROOT_CAUSE_RANK = re.compile(r"^\s*rank\s*:\s*(\d+)\s*\(local_rank:\s*(\d+)\)", re.MULTILINE)
+_ROOT_CAUSE_SIGNAL = re.compile(r"^\s*exitcode\s*:\s*-(\d+)", re.MULTILINE)
 
 
 def _host_ranks(plan, host) -> list[int]:
@@ -767,8 +768,9 @@ def dl_job_summary(plan, results, abort="", started_unix=None, results_dir="") -
     for host in plan["hosts"]:
         result = by_host.get(host, {"host": host, "outcome": "lost", "exit": "", "metrics": [], "log_tail": ""})
         if result["outcome"] in _FAILED:
+            killed = _ROOT_CAUSE_SIGNAL.search(result.get("log_tail", ""))
             failures.append({"host": host, "outcome": result["outcome"], "exit": result.get("exit", ""),
-                             "ranks": _failed_ranks(plan, result)})
+                             "ranks": _failed_ranks(plan, result), "signal": int(killed.group(1)) if killed else None})
         for metrics in result.get("metrics", []):
             ranks.append({"host": host, "rank": metrics.get("rank"), "role": metrics.get("role", plan["hosts"][host].get("role")),
                           "outcome": result["outcome"], "exit": result.get("exit", ""),
@@ -778,8 +780,11 @@ def dl_job_summary(plan, results, abort="", started_unix=None, results_dir="") -
                           "samples_per_second": _number(metrics.get("samples_per_second"), 1),
                           "first_step_unix": metrics.get("first_step_unix")})
     ranks.sort(key=lambda row: (row["rank"] is None, row["rank"] if row["rank"] is not None else 0))
+    # The root cause: a rank killed by a signal (its peers then fail too), else the host that
+    # raised the abort flag first.
     first_host = (abort or "").split(" ")[0]
-    first = next((f for f in failures if f["host"] == first_host), failures[0] if failures else None)
+    first = next((f for f in failures if f["signal"]), None) or \
+        next((f for f in failures if f["host"] == first_host), failures[0] if failures else None)
     trained = [row for row in ranks if row["test_accuracy"] is not None]
     accuracy = min((row["test_accuracy"] for row in trained), default=None)
     throughput = round(sum(row["samples_per_second"] or 0 for row in trained), 1) or None
@@ -794,7 +799,8 @@ def dl_job_summary(plan, results, abort="", started_unix=None, results_dir="") -
     elif first:
         message = (f"Job {plan['job_id']} failed: host {first['host']} rank "
                    f"{', '.join(str(rank) for rank in first['ranks'])} {first['outcome']}"
-                   f"{(' (exit ' + str(first['exit']) + ')') if first['exit'] not in ('', None) else ''}; "
+                   f"{(' (exit ' + str(first['exit']) + ')') if first['exit'] not in ('', None) else ''}"
+                   f"{(' - killed by signal ' + str(first['signal'])) if first['signal'] else ''}; "
                    f"every other rank was stopped{where}")
     else:
         message = (f"Job {plan['job_id']} produced no metrics"

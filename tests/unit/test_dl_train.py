@@ -711,3 +711,12 @@ def test_summary_of_a_lost_host_uses_its_planned_ranks():
     results = [{"host": "a", "outcome": "succeeded", "exit": "0", "metrics": [_metrics(0)], "log_tail": ""}]
     summary = dl_job_summary(PLAN, results)
     assert not summary["ok"] and "host b rank 1 lost" in summary["message"]
+
+
+def test_summary_prefers_the_rank_killed_by_a_signal_over_the_first_flag():
+    killed = "Root Cause (first observed failure):\n  rank      : 0 (local_rank: 0)\n  exitcode  : -9 (pid: 5)\n"
+    peer = "Root Cause (first observed failure):\n  rank      : 1 (local_rank: 0)\n  exitcode  : 1 (pid: 6)\n"
+    results = [{"host": "a", "outcome": "failed", "exit": "1", "metrics": [], "log_tail": killed},
+               {"host": "b", "outcome": "failed", "exit": "1", "metrics": [], "log_tail": peer}]
+    summary = dl_job_summary(PLAN, results, "b failed 1\n")
+    assert summary["message"].startswith("Job j failed: host a rank 0 failed (exit 1) - killed by signal 9")
