@@ -24,7 +24,6 @@ DIR/metrics-rank<RANK>.json from every rank, DIR/model.pt from rank 0.
 A failure exits non-zero; torchrun then stops the other ranks.
 """
 
-import argparse
 import os
 import socket
 import sys
@@ -34,15 +33,7 @@ import mnist_data  # shared loader; sits next to this script (sys.path[0])
 
 START_UNIX = time.time()  # process start, for wall_seconds
 
-DEFAULTS = {
-    "epochs": 10,
-    "batch_size": 64,
-    "lr": 0.001,
-    "optimizer": "adam",
-    "seed": 0,
-    "step_sleep": 0.0,
-    "data": "",
-}
+DEFAULTS = mnist_data.JOB_DEFAULTS  # documented in jobs/hparams/mnist.conf
 
 
 def env_int(name: str) -> int:
@@ -53,16 +44,7 @@ def env_int(name: str) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description="PyTorch DDP MNIST job")
-    parser.add_argument("--hparams", help="key=value hyper-parameter file")
-    parser.add_argument("--output", default=os.environ.get("DL_JOB_OUTPUT_DIR", os.getcwd()))
-    args = parser.parse_args()
-    try:
-        hp = mnist_data.read_hparams(args.hparams, DEFAULTS) if args.hparams else dict(DEFAULTS)
-    except (OSError, ValueError) as exc:
-        sys.exit(f"error: hyper-parameters: {exc}")
-    if hp["optimizer"] not in ("adam", "sgd"):
-        sys.exit(f"error: optimizer={hp['optimizer']!r}: use adam or sgd")
+    args, hp = mnist_data.job_arguments("PyTorch DDP MNIST job")
 
     rank, world_size = env_int("RANK"), env_int("WORLD_SIZE")
     local_rank, local_world_size = env_int("LOCAL_RANK"), env_int("LOCAL_WORLD_SIZE")

