@@ -13,7 +13,7 @@ LAB_INVENTORY := inventories/lab/hosts.yml
 JOB ?= jobs/pytorch-ddp-mnist.yml
 FORCE ?= false
 # Role scenarios, then the whole-lab scenario.
-SCENARIOS ?= common ssh_hardening firewall docker cpu nvidia rocm notebooks lab
+SCENARIOS ?= common ssh_hardening firewall docker cpu nvidia rocm lab
 
 .PHONY: help bootstrap venv lab lab-down converge train validate demo lint unit molecule test test-full bench clean
 
@@ -59,7 +59,10 @@ unit: venv ## Unit tests (filter plugins, lab tool) and pre-flight integration t
 	pytest tests
 
 molecule: venv bootstrap ## Molecule scenarios: every role, then the whole lab.
-	for s in $(SCENARIOS); do molecule test -s $$s || exit 1; done
+	for s in $(SCENARIOS); do \
+	  t=$$(date +%s); molecule test -s $$s || exit 1; \
+	  echo "== molecule $$s: $$(( $$(date +%s) - t )) s"; \
+	done
 
 test: lint unit molecule ## Every test: lint, unit, molecule.
 

@@ -38,6 +38,13 @@ def password_login(host, user: str, password: str, tmp_path: Path) -> subprocess
                           stdin=subprocess.DEVNULL)
 
 
+def lab_host(name: str):
+    """A testinfra host of this scenario by inventory name (for tests that run once, or from another host)."""
+    import testinfra
+
+    return testinfra.get_host(f"ansible://{name}", ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"])
+
+
 def run_playbook(playbook: str, *args: str) -> subprocess.CompletedProcess:
     """Run a repository playbook against molecule's inventory of this scenario."""
     argv = [ANSIBLE_PLAYBOOK, "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(ROOT / playbook), *args]

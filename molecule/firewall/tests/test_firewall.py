@@ -7,20 +7,16 @@ import time
 from pathlib import Path
 
 import pytest
-import testinfra
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 
-from labtest import probe, probe_from_controller, refused_output, run_playbook  # noqa: E402
+from labtest import lab_host, probe, probe_from_controller, refused_output, run_playbook  # noqa: E402
 
 testinfra_hosts = ["ansible://head"]
 
 UDP_ECHO = ("import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 51820))\n"
             "while True:\n d, a = s.recvfrom(64); s.sendto(d, a)")
 
-
-def other(name):
-    return testinfra.get_host(f"ansible://{name}", ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"])
 
 
 @pytest.fixture(scope="module")
@@ -47,24 +43,24 @@ def test_listeners_answer_locally(host):
 
 
 def test_cluster_member_reaches_any_port(head_address):
-    assert probe(other("cpu1"), "tcp", head_address, 7777) == "open"
+    assert probe(lab_host("cpu1"), "tcp", head_address, 7777) == "open"
 
 
 def test_outsider_is_dropped_on_ordinary_ports(head_address):
     # Dropped, not refused: the port is open on head, the firewall eats the SYN.
-    assert probe(other("outsider"), "tcp", head_address, 7777) == "timeout"
+    assert probe(lab_host("outsider"), "tcp", head_address, 7777) == "timeout"
 
 
 def test_outsider_ssh_is_dropped(head_address):
-    assert probe(other("outsider"), "tcp", head_address, 22) == "timeout"
+    assert probe(lab_host("outsider"), "tcp", head_address, 22) == "timeout"
 
 
 def test_vpn_client_reaches_the_notebook_port(head_address):
-    assert probe(other("outsider"), "tcp", head_address, 8888) == "open"
+    assert probe(lab_host("outsider"), "tcp", head_address, 8888) == "open"
 
 
 def test_vpn_udp_port_is_open(head_address):
-    assert probe(other("outsider"), "udp", head_address, 51820) == "reply"
+    assert probe(lab_host("outsider"), "udp", head_address, 51820) == "reply"
 
 
 def test_controller_reaches_ssh_and_notebook_but_not_other_ports(head_address):
@@ -115,7 +111,7 @@ def test_lockout_guard_refuses_rules_that_drop_the_controller(host):
 def test_ssh_rate_limit_drops_a_flood_from_a_member_but_not_the_controller(head_address):
     flood = ("import socket\nok = 0\nfor _ in range(45):\n s = socket.socket(); s.settimeout(1)\n"
              " try:\n  s.connect(('%s', 22)); ok += 1\n except OSError:\n  pass\n s.close()\nprint(ok)")
-    opened = int(other("cpu1").run(f"python3 -c \"{flood % head_address}\"").stdout.strip())
+    opened = int(lab_host("cpu1").run(f"python3 -c \"{flood % head_address}\"").stdout.strip())
     assert 25 <= opened < 45, f"{opened} of 45 new SSH connections from a member got through"
     admin_ok = 0
     for _ in range(45):

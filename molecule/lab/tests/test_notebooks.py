@@ -1,4 +1,4 @@
-"""Jupyter and TensorBoard on head as another lab host sees them: real HTTP requests from cpu1."""
+"""Jupyter and TensorBoard on head (deployed by site.yml) as another lab host sees them: real HTTP requests from cpu1."""
 
 import json
 import os
@@ -9,12 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
-import testinfra
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 
-from labtest import probe, refused_output, run_playbook  # noqa: E402
+from labtest import lab_host, probe, refused_output, run_playbook  # noqa: E402
 
 testinfra_hosts = ["ansible://head"]
 
@@ -25,9 +23,6 @@ HTPASSWD = "/etc/nginx/dlcluster-tensorboard.htpasswd"
 NGINX_SITE = "/etc/nginx/conf.d/dlcluster-tensorboard.conf"
 
 
-def other(name):
-    return testinfra.get_host(f"ansible://{name}", ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"])
-
 
 @pytest.fixture(scope="module")
 def head_address(host):
@@ -36,15 +31,15 @@ def head_address(host):
 
 @pytest.fixture(scope="module")
 def secrets():
-    """The scenario's test credentials from molecule.yml (production keeps them in vault)."""
-    scenario = yaml.safe_load((Path(__file__).resolve().parents[1] / "molecule.yml").read_text())
-    group_vars = scenario["provisioner"]["inventory"]["group_vars"]["dlcluster"]
-    return {"token": group_vars["jupyter_token"], "user": "tensorboard", "password": group_vars["tensorboard_password"]}
+    """The lab's credentials, made on first use in the lab's state (inventories/lab/group_vars/all/notebooks.yml)."""
+    state = Path(os.environ["DL_LAB_STATE_DIR"]) / os.environ["DL_LAB_NAME"]
+    return {"token": (state / "jupyter-token").read_text().split()[0], "user": "tensorboard",
+            "password": (state / "tensorboard-password").read_text().split()[0]}
 
 
 @pytest.fixture(scope="module")
 def client():
-    return other("cpu1")
+    return lab_host("cpu1")
 
 
 def http(source, url, *curl_args):
