@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
 """dlcluster benchmarks on the lab (`make bench`), each comparison measured side by side in one run.
 
-1. pip mirror: the same package set downloaded on both workers at once, (a) straight from
-   upstream PyPI and (b) through a fresh (cold) mirror index on the head node. Upstream
+1. pip mirror: the environment's package set (python_envs' scientific stack with Jupyter and
+   TensorBoard, pinned by its constraints; torch left out, PyPI's torch being the CUDA build)
+   provisioned into a fresh virtualenv on both workers (download, then install from the
+   downloaded files), (a) straight from upstream PyPI and (b) through a fresh (cold) mirror
+   index on the head node, one worker after the other as python_envs resolves. Upstream
    requests/bytes: (a) what the workers fetched; (b) the files devpi stored for the fresh index,
-   each fetched from upstream once.
+   each fetched from upstream once. Per host: provisioning seconds.
 2. Training: the PyTorch DDP sample on 1 host and on 2 hosts (throughput ratio), and the launch
-   overhead (playbook start -> every rank's first step) for the 2-worker group and a larger group.
+   overhead (playbook start -> every rank's first step) for 2 workers and a larger group
+   (BENCH_LARGE_GROUP, default every host: 4 in a LAB_HOSTS=4 lab).
 
-Needs a converged lab (make demo). Results: bench-results/<UTC time>.json and .md.
+Needs a converged lab (make demo). Results: bench-results/<UTC time>.json (and printed).
 """
 
 from __future__ import annotations
@@ -19,11 +23,15 @@ import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = os.environ.get("BENCH_PACKAGES", "scipy pandas scikit-learn matplotlib").split()
+ENV_DEFAULTS = yaml.safe_load((ROOT / "roles" / "python_envs" / "defaults" / "main.yml").read_text())
+PACKAGES = os.environ.get("BENCH_PACKAGES", " ".join(ENV_DEFAULTS["python_envs_scientific_packages"])).split()
+CONSTRAINTS = (ROOT / "roles" / "python_envs" / "files" / "constraints.txt").read_text()
+WORKERS = ["cpu1", "cpu2"]
 LARGE_GROUP = os.environ.get("BENCH_LARGE_GROUP", "dlcluster")
 
 
@@ -36,16 +44,24 @@ def ansible(host: str, command: str, become: bool = True, stdin: str | None = No
     return run.stdout.split("(stdout) ", 1)[-1].replace("\\n", "\n").strip()
 
 
-def download(host: str, index: str, trusted: str, tag: str) -> dict:
+def provision(host: str, index: str, trusted: str, tag: str) -> dict:
+    """Download the package set into a fresh venv's directory, then install it from there: provisioning."""
     target = f"/tmp/dlcluster-bench-{tag}"
+    pip = (f"{target}/venv/bin/pip --disable-pip-version-check --no-cache-dir --isolated "
+           f"--cert /etc/ssl/certs/ca-certificates.crt")
+    ansible(host, f"rm -rf {target} && mkdir -p {target} && cat > {target}/constraints.txt && "
+                  f"python3 -m venv {target}/venv", stdin=CONSTRAINTS)
     start = time.time()
-    ansible(host, f"rm -rf {target} && python3 -m venv {target}/venv && {target}/venv/bin/pip download --quiet "
-                  f"--no-cache-dir --isolated --cert /etc/ssl/certs/ca-certificates.crt --only-binary=:all: "
-                  f"--index-url {index} {trusted} -d {target}/files {' '.join(PACKAGES)}")
-    seconds = time.time() - start
+    ansible(host, f"{pip} download --quiet --only-binary=:all: --index-url {index} {trusted} "
+                  f"-c {target}/constraints.txt -d {target}/files {' '.join(PACKAGES)}")
+    downloaded = time.time()
+    ansible(host, f"{pip} install --quiet --no-index --find-links {target}/files "
+                  f"-c {target}/constraints.txt {' '.join(PACKAGES)}")
+    installed = time.time()
     files, size = ansible(host, f"ls {target}/files | wc -l; du -sb {target}/files | cut -f1").split()
     ansible(host, f"rm -rf {target}")
-    return {"host": host, "seconds": round(seconds, 1), "files": int(files), "bytes": int(size)}
+    return {"host": host, "seconds": round(installed - start, 1), "download_seconds": round(downloaded - start, 1),
+            "install_seconds": round(installed - downloaded, 1), "files": int(files), "bytes": int(size)}
 
 
 def mirror_bench() -> dict:
@@ -76,12 +92,10 @@ def mirror_bench() -> dict:
     encoded = base64.b64encode(create_index.encode()).decode()
     ansible(head, f"/opt/dlcluster/devpi/bin/python -c \"import base64; exec(base64.b64decode('{encoded}'))\"",
             stdin=password)
-    workers = ["cpu1", "cpu2"]
-    with ThreadPoolExecutor(len(workers)) as pool:
-        direct = list(pool.map(lambda h: download(h, "https://pypi.org/simple/", "", "direct"), workers))
-    with ThreadPoolExecutor(len(workers)) as pool:
-        mirrored = list(pool.map(lambda h: download(
-            h, f"http://{address}:3141/root/{name}/+simple/", f"--trusted-host {address}:3141", "mirror"), workers))
+    # One worker after the other in both cases: per-host seconds compare on the lab's shared cores.
+    direct = [provision(h, "https://pypi.org/simple/", "", "direct") for h in WORKERS]
+    mirrored = [provision(h, f"http://{address}:3141/root/{name}/+simple/", f"--trusted-host {address}:3141",
+                          "mirror") for h in WORKERS]
     store = ansible(head, f"d=$(find /var/lib/devpi /data/devpi -type d -path '*/root/{name}' 2>/dev/null | head -1); "
                           "find $d -type f -name '*.whl' | wc -l; du -sb $d | cut -f1")
     upstream_files, upstream_bytes = (int(value) for value in store.split())
@@ -108,12 +122,16 @@ def train(hosts: str, tag: str) -> dict:
 
 def main() -> int:
     results = {"mirror": mirror_bench(), "train": {
-        "one_host": train("cpu1", "1host"), "two_hosts": train("workers", "2hosts"),
+        "one_host": train(WORKERS[0], "1host"), "two_hosts": train(":".join(WORKERS), "2hosts"),
         "large_group": train(LARGE_GROUP, "large")}}
     m, t = results["mirror"], results["train"]
     results["ratios"] = {
         "upstream_bytes_with_vs_without_mirror": round(m["with_mirror"]["upstream_bytes"]
                                                        / m["without_mirror"]["upstream_bytes"], 3),
+        "provision_seconds_mirror_warm_vs_without": round(m["with_mirror"]["hosts"][-1]["seconds"]
+                                                          / m["without_mirror"]["hosts"][-1]["seconds"], 3),
+        "provision_seconds_mirror_cold_vs_without": round(m["with_mirror"]["hosts"][0]["seconds"]
+                                                          / m["without_mirror"]["hosts"][0]["seconds"], 3),
         "samples_per_second_2_vs_1_host": round(t["two_hosts"]["samples_per_second"]
                                                 / t["one_host"]["samples_per_second"], 3),
         "launch_overhead_large_vs_2_hosts": round(t["large_group"]["launch_to_all_first_steps"]
