@@ -135,6 +135,20 @@ def dl_env_test_result(run, host) -> dict:
     return row
 
 
+def dl_env_test_rows(results_by_host) -> list[dict]:
+    """Every host's rows, in host order; a host with no results (it failed or was unreachable
+    before its tests ran: anything but a list, e.g. None or false) gets one row saying so, so that
+    the report never leaves it out."""
+    rows = []
+    for host, results in results_by_host.items():
+        if not isinstance(results, list):
+            rows.append({"host": host, "env": "", "framework": "", "version": "", "device": "", "accuracy": None,
+                         "seconds": None, "error": "no test ran: the host failed or was unreachable before its tests"})
+        else:
+            rows.extend(results)
+    return rows
+
+
 def dl_env_test_failures(rows, min_accuracy) -> list[dict]:
     """Rows that failed or stayed below `min_accuracy`, each with a one-line summary."""
     bad = []
@@ -168,5 +182,6 @@ class FilterModule:
 
     def filters(self):
         return {"dl_python_envs": dl_python_envs, "dl_env_spec_id": dl_env_spec_id, "dl_env_fact": dl_env_fact,
-                "dl_env_test_result": dl_env_test_result, "dl_env_test_failures": dl_env_test_failures,
+                "dl_env_test_result": dl_env_test_result, "dl_env_test_rows": dl_env_test_rows,
+                "dl_env_test_failures": dl_env_test_failures,
                 "dl_env_test_table": dl_env_test_table}

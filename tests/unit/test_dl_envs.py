@@ -13,6 +13,7 @@ from dl_envs import (
     dl_env_spec_id,
     dl_env_test_failures,
     dl_env_test_result,
+    dl_env_test_rows,
     dl_env_test_table,
     dl_python_envs,
 )
@@ -499,5 +500,22 @@ def test_table_tolerates_missing_version_and_device():
 def test_filter_module_exports_every_filter():
     assert FilterModule().filters() == {
         "dl_python_envs": dl_python_envs, "dl_env_spec_id": dl_env_spec_id, "dl_env_fact": dl_env_fact,
-        "dl_env_test_result": dl_env_test_result, "dl_env_test_failures": dl_env_test_failures,
+        "dl_env_test_result": dl_env_test_result, "dl_env_test_rows": dl_env_test_rows,
+        "dl_env_test_failures": dl_env_test_failures,
         "dl_env_test_table": dl_env_test_table}
+
+
+# ---------------------------------------------------------------- dl_env_test_rows -------
+
+def test_rows_keep_host_order_and_name_a_host_without_results():
+    ok = {"host": "cpu1", "env": "py3", "framework": "pytorch", "accuracy": 0.93, "error": ""}
+    rows = dl_env_test_rows({"head": False, "cpu1": [ok]})
+    assert [row["host"] for row in rows] == ["head", "cpu1"]
+    assert rows[1] == ok
+    assert rows[0]["accuracy"] is None and "no test ran" in rows[0]["error"]
+    assert [bad["host"] for bad in dl_env_test_failures(rows, 0.9)] == ["head"]
+    assert "| head |  |  |  |  |  |  | fail: no test ran" in dl_env_test_table(rows, 0.9)
+
+
+def test_rows_of_a_host_whose_environments_have_no_test_are_empty():
+    assert dl_env_test_rows({"cpu1": []}) == []

@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 
-from labtest import ANSIBLE_PLAYBOOK, ROOT, run_playbook  # noqa: E402
+from labtest import ANSIBLE_PLAYBOOK, ROOT, lab_host, run_playbook  # noqa: E402
 
 testinfra_hosts = ["ansible://cpu2"]
 
@@ -25,10 +25,9 @@ def _job(name, **fields) -> str:
     return json.dumps({"job": {"name": name, **DDP, **fields}})
 
 
-def _no_job_process_left(host, pattern="[p]ytorch_ddp_mnist"):
+def _no_job_process_left(pattern="[p]ytorch_ddp_mnist"):
     for name in ("cpu1", "cpu2"):
-        other = host.get_host(f"ansible://{name}?ansible_inventory={os.environ['MOLECULE_INVENTORY_FILE']}")
-        assert other.run(f"pgrep -f '{pattern}'").rc == 1, f"a training process is left on {name}"
+        assert lab_host(name).run(f"pgrep -f '{pattern}'").rc == 1, f"a training process is left on {name}"
 
 
 def test_ddp_sample_across_two_workers_reaches_090():
@@ -73,15 +72,18 @@ def test_a_killed_rank_stops_the_job_within_60s(host):
     launcher = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     worker = ""
     deadline = time.time() + 240
-    while time.time() < deadline and not worker:
-        # [-]u: the pattern does not match the shell that runs pgrep.
-        found = host.run(f"pgrep -f '[-]u /home/ubuntu/runs/{name}/code/'")
-        log = host.run(f"grep -c 'epoch=' /home/ubuntu/runs/{name}/node.log")
+    while time.time() < deadline and not worker and launcher.poll() is None:
+        with host.sudo():  # the ops user's home is closed to the connection user
+            # [-]u: the pattern does not match the shell that runs pgrep.
+            found = host.run(f"pgrep -f '[-]u /home/ubuntu/runs/{name}/code/'")
+            log = host.run(f"grep -c 'epoch=' /home/ubuntu/runs/{name}/node.log")
         if found.rc == 0 and log.stdout.strip() not in ("", "0"):
             worker = found.stdout.split()[0]
         else:
             time.sleep(1)
-    assert worker, "the job's rank on cpu2 never started training"
+    if not worker:
+        launcher.kill()
+        pytest.fail(f"the job's rank on cpu2 never started training:\n{launcher.communicate()[0][-3000:]}")
     with host.sudo():
         assert host.run(f"kill -9 {worker}").rc == 0
     killed = time.time()
@@ -89,7 +91,7 @@ def test_a_killed_rank_stops_the_job_within_60s(host):
     assert launcher.returncode != 0, output[-3000:]
     assert time.time() - killed < 60, f"the playbook took {time.time() - killed:.0f} s to stop the job"
     assert re.search(rf"Job {name} failed: host cpu2 rank \d+ failed", output), output[-3000:]
-    _no_job_process_left(host)
+    _no_job_process_left()
     for peer in ("cpu1", "cpu2"):
         assert (RUNS / name / peer / "node.log").exists(), f"the log of {peer} was not collected"
         assert list((RUNS / name / peer / "logs").rglob("stderr.log")), f"per-rank logs of {peer} missing"
