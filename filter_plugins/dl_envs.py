@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from urllib.parse import urlsplit
 
 from ansible.errors import AnsibleFilterError
 
@@ -100,11 +101,36 @@ def dl_env_spec_id(env, constraints, python_version, index_url="") -> str:
     """A short, stable id of everything that decides an environment's contents.
 
     The same spec gives the same id, so an unchanged spec installs nothing; any change
-    (a package, a pin, the interpreter, the index) builds a new environment beside the old.
+    (a package, a pin, the interpreter's minor version, the index) builds a new environment
+    beside the old. A Python point release (3.11.2 -> 3.11.9) keeps the id: a venv uses the
+    system interpreter, and wheels are built per minor version. A mirror that moves to another
+    host or port keeps it too: only the index's path (which edition's index) is hashed.
     """
+    version = str(python_version).strip()
+    if not re.fullmatch(r"\d+\.\d+(\.\d+)?([abrc].*|\+.*)?", version):
+        raise AnsibleFilterError(f"dl_env_spec_id: python_version must look like 3.11.2, got {version!r}")
+    minor = ".".join(version.split(".")[:2])
+    index_path = urlsplit(str(index_url)).path if index_url else ""
     spec = {"requirements": sorted(env["requirements"]), "constraints": constraints.strip().splitlines(),
-            "python": str(python_version), "index": index_url}
+            "python": minor, "index": index_path}
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def dl_env_warmers(pending) -> list:
+    """The hosts that resolve first: one per distinct build, in inventory order.
+
+    `pending` maps each host to the build it is about to make (the build directory's name,
+    <env>-<spec id>) or to '' when it builds nothing. The first host of each build fills the
+    pip mirror's cache; every other host then reads a warm cache, all at once.
+    """
+    if not isinstance(pending, dict):
+        raise AnsibleFilterError(f"dl_env_warmers: expected a mapping of host to build, got {type(pending).__name__}")
+    seen, warmers = set(), []
+    for host, build in pending.items():
+        if build and build not in seen:
+            seen.add(build)
+            warmers.append(host)
+    return warmers
 
 
 def dl_env_fact(env, root) -> dict:
@@ -181,7 +207,7 @@ class FilterModule:
     """dlcluster Python environment filters."""
 
     def filters(self):
-        return {"dl_python_envs": dl_python_envs, "dl_env_spec_id": dl_env_spec_id, "dl_env_fact": dl_env_fact,
+        return {"dl_python_envs": dl_python_envs, "dl_env_spec_id": dl_env_spec_id, "dl_env_warmers": dl_env_warmers, "dl_env_fact": dl_env_fact,
                 "dl_env_test_result": dl_env_test_result, "dl_env_test_rows": dl_env_test_rows,
                 "dl_env_test_failures": dl_env_test_failures,
                 "dl_env_test_table": dl_env_test_table}

@@ -12,8 +12,11 @@ import ipaddress
 import os
 import re
 import struct
+from collections.abc import Mapping
 
-from ansible.errors import AnsibleFilterError
+from ansible.errors import AnsibleError, AnsibleFilterError
+from ansible.module_utils.parsing.convert_bool import boolean
+from jinja2.exceptions import TemplateError
 
 EDITIONS = ("auto", "nvidia", "rocm", "cpu")
 
@@ -32,6 +35,8 @@ USER_NAME_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 # Keys of an account in dl_users (as filled in by dl_accounts in dl_users.py).
 ACCOUNT_KEYS = ("name", "state", "comment", "shell", "groups", "authorized_keys", "sudo")
 ACCOUNT_STATES = ("present", "absent")
+# Accounts never managed as ML users, whatever the host (the ops user is refused too).
+REFUSED_USERS = ("root",)
 _KEY_RE = re.compile(r"^(?:(?P<options>\S+)\s+)??(?P<type>[a-z0-9@.-]+)\s+(?P<blob>[A-Za-z0-9+/=]+)(?:\s+.*)?$")
 
 
@@ -186,8 +191,14 @@ def dl_user_problems(users, variable="dl_users", ops_user="") -> list[str]:
         state = user.get("state", "present")
         if state not in ACCOUNT_STATES:
             problems.append(f"{where}.state is {state!r}; use present or absent")
-        if state == "absent" and name and name == ops_user:
+        if name in REFUSED_USERS:
+            problems.append(f"{where}.name {name!r} is the superuser, which dlcluster never manages as an ML user; "
+                            "remove the entry from dl_users")
+        elif state == "absent" and name and name == ops_user:
             problems.append(f"{where} marks the ops user {name!r} absent; change dl_ops_user first")
+        elif name and name == ops_user:
+            problems.append(f"{where}.name {name!r} is the ops user, which the common role manages from "
+                            "dl_ops_user and dl_ops_authorized_keys; remove the entry from dl_users")
         problems += _key_list_problems(user.get("authorized_keys", []), f"{where}.authorized_keys")
         if "\n" in str(user.get("sudo", "")):
             problems.append(f"{where}.sudo must be one sudoers rule on one line")
@@ -239,6 +250,225 @@ def dl_inventory_problems(hostvars, names, required=()) -> list[str]:
             seen[address] = host
     return problems
 
+# What a value of each argument-spec type must look like, for the fix in a message.
+_SPEC_TYPES = {
+    "bool": "true or false",
+    "int": "a whole number",
+    "float": "a number",
+    "str": "a string",
+    "path": "a path",
+    "list": "a list",
+    "dict": "a mapping",
+    "raw": "a value",
+    "bytes": "a size such as 10M",
+    "bits": "a size such as 1Mb",
+    "jsonarg": "JSON text",
+    "json": "JSON text",
+}
+_HIDDEN = "(hidden, no_log)"
+_FOUND_IN_RE = re.compile(r" found in (?P<path>[A-Za-z0-9_.\[\]-]+)\s*$")
+_NAMED_RE = re.compile(r"(?:argument|option) '(?P<name>[^']+)'|^value of (?P<choice>\S+) must be one of")
+_MISSING_RE = re.compile(r"^missing required arguments: (?P<names>[^.]+?)(?: found in .*)?$")
+
+
+# Addresses that mean "every interface" to a server.
+ALL_ADDRESSES = ("", "*", "0.0.0.0", "::", "[::]", "::0", "0:0:0:0:0:0:0:0")
+
+
+def dl_listen_problems(prefix, host, bind_address, allow_all=False, tls_cert="", tls_key="", service="") -> list[str]:
+    """Problems of a web service's address and TLS settings (jupyter, tensorboard), one sentence each.
+
+    ``prefix`` is the role's variable prefix (``jupyter`` reads
+    jupyter_bind_address, jupyter_allow_all_addresses, jupyter_tls_cert and
+    jupyter_tls_key). Every interface (0.0.0.0, ::) is refused unless
+    allow_all; an empty address means none is known for the host.
+    """
+    service = service or prefix.capitalize()
+    where = f"{prefix} on {host}"
+    address = str(bind_address if bind_address is not None else "").strip()
+    problems = []
+    if address in ALL_ADDRESSES and not boolean(allow_all, strict=False):
+        why = ("is empty: no cluster address is known for the host" if address == ""
+               else f"opens {service} on every interface")
+        problems.append(f'{where}: {prefix}_bind_address is "{address}", which {why}; set {prefix}_bind_address '
+                        f"(or dl_address) to the host's private or VPN address, or set "
+                        f"{prefix}_allow_all_addresses: true to open it everywhere")
+    if bool(str(tls_cert or "")) != bool(str(tls_key or "")):
+        problems.append(f"{where}: set both {prefix}_tls_cert and {prefix}_tls_key (files on the host) or neither")
+    return problems
+
+
+def dl_preflight_roles(roles, host_vars) -> list[dict]:
+    """The roles' entry points the pre-flight checks on one host, as ``[{name, entry_point}]``.
+
+    ``roles`` is validate_inventory_roles: ``{name, entry_points (default
+    [main]), enabled_by (optional)}``. A role whose ``enabled_by`` variable is
+    false for the host (e.g. ``dl_notebooks: false``) is left out there.
+    """
+    _require_list(roles, "roles", "dl_preflight_roles")
+    _require_mapping(host_vars, "host_vars", "dl_preflight_roles")
+    checks = []
+    for index, role in enumerate(roles):
+        if not isinstance(role, dict) or not role.get("name"):
+            raise AnsibleFilterError(f"dl_preflight_roles: validate_inventory_roles[{index}] must be a mapping "
+                                     "with a name")
+        switch = role.get("enabled_by")
+        if switch and switch in host_vars and not boolean(host_vars[switch], strict=False):
+            continue
+        entry_points = role.get("entry_points") or ["main"]
+        _require_list(entry_points, f"validate_inventory_roles[{index}].entry_points", "dl_preflight_roles")
+        checks += [{"name": str(role["name"]), "entry_point": str(entry)} for entry in entry_points]
+    return checks
+
+
+def dl_role_arguments(checks, specs, defaults, host_vars) -> dict:
+    """The roles' arguments for one host, as each role would see them, for one validate_argument_spec call.
+
+    ``checks`` is dl_preflight_roles' ``[{name, entry_point}]``, ``specs``
+    maps each role to its meta/argument_specs.yml ``argument_specs``,
+    ``defaults`` each role to its defaults/main.yml (templated lazily in the
+    host's context when read) and ``host_vars`` holds the host's variables
+    (inventory and extra vars). A host's own value wins over the default.
+    Role variables carry their role's prefix, so the entry points' options
+    merge into one spec; an option in two entry points keeps the first.
+
+    A default that cannot be rendered before the role runs (it reads facts or
+    the role's internal variables) is left out, and the option is not
+    required then: the role checks it itself when it runs.
+
+    Returns ``{spec, arguments, sources, shown, roles}``: the spec (top-level
+    defaults dropped: the values are given), the values, where each came from
+    (``inventory`` or ``default``), the values with no_log options hidden (for
+    messages) and the role (and entry point) of each option.
+    """
+    _require_list(checks, "checks", "dl_role_arguments")
+    _require_mapping(specs, "specs", "dl_role_arguments")
+    _require_mapping(defaults, "defaults", "dl_role_arguments")
+    _require_mapping(host_vars, "host_vars", "dl_role_arguments")
+    merged = {"spec": {}, "arguments": {}, "sources": {}, "shown": {}, "roles": {}}
+    for check in checks:
+        role, entry = check["name"], check.get("entry_point", "main")
+        entry_points = specs.get(role) or {}
+        if entry not in entry_points:
+            raise AnsibleFilterError(f"dl_role_arguments: role {role} has no entry point {entry!r} in "
+                                     "meta/argument_specs.yml; fix validate_inventory_roles")
+        options = (entry_points[entry] or {}).get("options") or {}
+        for name in options:
+            if name not in merged["spec"]:
+                _add_argument(merged, name, dict(options[name] or {}), defaults.get(role) or {}, host_vars)
+                merged["roles"][name] = role if entry == "main" else f"{role} (entry point {entry})"
+    return merged
+
+
+def _rendered(value):
+    """A plain copy of value, every element read (so that a lazily templated one is rendered now)."""
+    if isinstance(value, Mapping):
+        return {key: _rendered(value[key]) for key in value}
+    if isinstance(value, (list, tuple)):
+        return [_rendered(item) for item in value]
+    return value
+
+
+def _add_argument(merged, name, option, defaults, host_vars) -> None:
+    option.pop("default", None)
+    if name in host_vars:
+        merged["arguments"][name], merged["sources"][name] = host_vars[name], "inventory"
+    elif name in defaults:
+        try:
+            merged["arguments"][name] = _rendered(defaults[name])
+        except (AnsibleError, TemplateError):
+            option.pop("required", None)
+        else:
+            merged["sources"][name] = "default"
+    if name in merged["arguments"]:
+        merged["shown"][name] = _HIDDEN if option.get("no_log") else merged["arguments"][name]
+    merged["spec"][name] = option
+
+
+def _expected(option) -> str:
+    """What a value of an argument-spec option must be, in words."""
+    kind = option.get("type", "str")
+    words = _SPEC_TYPES.get(kind, f"of type {kind}")
+    if kind == "list" and option.get("elements"):
+        element = option["elements"]
+        words = f"a list of {'mappings' if element == 'dict' else _SPEC_TYPES.get(element, element)}"
+        if element == "dict" and option.get("options"):
+            words += " with " + ", ".join(sorted(option["options"]))
+    elif kind == "dict" and option.get("options"):
+        words += " with " + ", ".join(sorted(option["options"]))
+    if option.get("choices"):
+        words = "one of " + ", ".join(str(c) for c in option["choices"])
+    return words
+
+
+def _short(value, limit=60) -> str:
+    if value == _HIDDEN:
+        return _HIDDEN
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _names_in(message: str, options) -> list[str]:
+    """The top-level options an argument-spec error message is about."""
+    found_in = _FOUND_IN_RE.search(message)
+    if found_in:
+        top = re.split(r"[.\[]", found_in.group("path"))[0]
+        return [top] if top in options else []
+    missing = _MISSING_RE.match(message)
+    if missing:
+        return [n.strip() for n in missing.group("names").split(",") if n.strip() in options]
+    named = _NAMED_RE.search(message)
+    if named:
+        name = named.group("name") or named.group("choice")
+        if name in options:
+            return [name]
+    words = set(re.findall(r"[A-Za-z0-9_]+", message))
+    return [name for name in options if name in words][:1]
+
+
+def dl_argument_spec_problems(result, host) -> list[str]:
+    """One sentence per role variable that validate_argument_spec refused, naming the host, variable and fix.
+
+    ``result`` is validate_argument_spec's registered result; its
+    ``validate_args_context`` holds dl_role_arguments' ``sources``, ``shown``
+    and ``roles``. A message that names no variable of the spec is kept as it
+    is, prefixed with the host.
+    """
+    _require_mapping(result, "result", "dl_argument_spec_problems")
+    context = result.get("validate_args_context") or {}
+    options = result.get("argument_spec_data") or {}
+    sources, shown, roles = context.get("sources") or {}, context.get("shown") or {}, context.get("roles") or {}
+    problems: list[str] = []
+    reported: set[str] = set()
+    for message in result.get("argument_errors") or []:
+        message = " ".join(str(message).split())
+        names = _names_in(message, options)
+        if not names and not reported:
+            problems.append(f"host {host}: a role refuses its variables ({message}); fix the variable it names "
+                            "in the inventory")
+        for name in [n for n in names if n not in reported]:
+            reported.add(name)
+            problems.append(_argument_problem(host, name, options.get(name) or {}, message, sources, shown,
+                                              roles.get(name, "?")))
+    return problems
+
+
+def _argument_problem(host, name, option, message, sources, shown, role) -> str:
+    role_name = role.split(" ", 1)[0]
+    readme = f"(see roles/{role_name}/README.md)"
+    expected = _expected(option)
+    nested = " found in " in message or message.startswith("Elements value")
+    detail = f" ({message})" if nested else ""
+    if name not in shown:
+        return (f"host {host}: {name} is not set but role {role} requires it; set {name} to {expected} "
+                f"in the inventory {readme}")
+    if sources.get(name) == "default":
+        return (f"host {host}: {name} is {_short(shown[name])} from role {role}'s default, but the role needs "
+                f"{expected}{detail}; fix the dl_ variable that default reads, or set {name} in the inventory "
+                f"{readme}")
+    return (f"host {host}: {name} is {_short(shown[name])}, but role {role} needs {expected}{detail}; set {name} "
+            f"to {expected} in the inventory, or remove it to use the role's default {readme}")
+
 
 class FilterModule:
     """dlcluster inventory filters."""
@@ -250,4 +480,8 @@ class FilterModule:
             "dl_ssh_pubkey_problem": dl_ssh_pubkey_problem,
             "dl_inventory_problems": dl_inventory_problems,
             "dl_user_problems": dl_user_problems,
+            "dl_listen_problems": dl_listen_problems,
+            "dl_preflight_roles": dl_preflight_roles,
+            "dl_role_arguments": dl_role_arguments,
+            "dl_argument_spec_problems": dl_argument_spec_problems,
         }

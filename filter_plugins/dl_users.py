@@ -1,4 +1,4 @@
-"""Account filters of dlcluster: the inventory's accounts with defaults filled in, CA file names.
+"""Account filters of dlcluster: the inventory's accounts with defaults filled in, system accounts, CA file names.
 
 Pure functions, unit-tested in tests/unit/test_dl_users.py.
 """
@@ -47,8 +47,47 @@ def dl_ca_file_name(path) -> str:
     return f"{name}.crt"
 
 
+# Lowest UID of an account that is not a system account (UID_MIN of login.defs on Debian and Ubuntu).
+FIRST_USER_UID = 1000
+
+
+def dl_system_account_problems(users, passwd, host, first_uid=FIRST_USER_UID, variable="dl_users") -> list[str]:
+    """Entries of ``users`` that are system accounts on the host, one sentence each.
+
+    ``passwd`` is what ``getent passwd NAME...`` printed on the host: its
+    lines (a list or one text) in passwd format. An entry whose name has a UID
+    below ``first_uid`` there is a system account (daemon, www-data, a
+    service's user) that must never be managed as an ML user.
+    """
+    if users in (None, ""):
+        return []
+    if not isinstance(users, list):
+        raise AnsibleFilterError(f"dl_system_account_problems: users must be a list, got {type(users).__name__}")
+    lines = passwd.splitlines() if isinstance(passwd, str) else passwd
+    if not isinstance(lines, list):
+        raise AnsibleFilterError("dl_system_account_problems: passwd must be getent's lines or text, "
+                                 f"got {type(passwd).__name__}")
+    uids = {}
+    for line in lines:
+        fields = str(line).split(":")
+        if len(fields) >= 3 and fields[2].isdigit():
+            uids.setdefault(fields[0], int(fields[2]))
+    problems = []
+    for index, user in enumerate(users):
+        name = str(user.get("name", "")) if isinstance(user, dict) else ""
+        if name in uids and uids[name] < int(first_uid):
+            problems.append(f"host {host}: {variable}[{index}].name {name!r} is a system account there "
+                            f"(UID {uids[name]}, below {first_uid}), which dlcluster never manages as an ML user; "
+                            f"remove the entry from {variable} or give the user another name")
+    return problems
+
+
 class FilterModule:
     """dlcluster user-account filters."""
 
     def filters(self):
-        return {"dl_accounts": dl_accounts, "dl_ca_file_name": dl_ca_file_name}
+        return {
+            "dl_accounts": dl_accounts,
+            "dl_ca_file_name": dl_ca_file_name,
+            "dl_system_account_problems": dl_system_account_problems,
+        }

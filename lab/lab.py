@@ -53,6 +53,9 @@ CONTAINER_OPTIONS = [
     # engine's default seccomp profile forbids.
     "--security-opt", "seccomp=unconfined",
     "--stop-signal", "SIGRTMIN+3",
+    # A reboot inside a lab host ends its PID 1 (systemd); Docker starts it
+    # again, so playbooks/reboot.yml really reboots lab hosts.
+    "--restart", "unless-stopped",
 ]
 # Containers made with other options are re-created.
 OPTIONS_HASH = hashlib.sha256(" ".join(CONTAINER_OPTIONS).encode()).hexdigest()[:12]

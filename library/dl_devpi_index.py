@@ -50,29 +50,8 @@ config:
   type: dict
 """
 
-import base64
-import json
-import urllib.error
-import urllib.request
-
 from ansible.module_utils.basic import AnsibleModule
-
-
-def _request(method, url, body=None, auth=None):
-    headers = {"Accept": "application/json", "Content-Type": "application/json"}
-    if auth:
-        headers["X-Devpi-Auth"] = auth
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=60) as reply:
-            return reply.status, json.loads(reply.read() or b"{}")
-    except urllib.error.HTTPError as err:
-        try:
-            payload = json.loads(err.read() or b"{}")
-        except ValueError:
-            payload = {}
-        return err.code, payload
+from ansible.module_utils.dl_devpi import DevpiError, json_request, login
 
 
 def differences(current: dict, wanted: dict) -> dict:
@@ -96,8 +75,8 @@ def main():
     index_url = f"{base}/{user}/{name}"
 
     try:
-        status, reply = _request("GET", index_url)
-    except (urllib.error.URLError, OSError) as err:
+        status, reply = json_request("GET", index_url)
+    except OSError as err:
         module.fail_json(msg=f"devpi at {base} does not answer: {err}")
     if status not in (200, 404):
         module.fail_json(msg=f"reading {index_url} gave HTTP {status}: {reply.get('message', reply)}")
@@ -113,14 +92,14 @@ def main():
     if not changes or module.check_mode:
         module.exit_json(**result)
 
-    status, reply = _request("POST", f"{base}/+login", {"user": user, "password": module.params["password"]})
-    if status != 200:
-        module.fail_json(msg=f"devpi login as {user} failed (HTTP {status}): check pip_mirror_root_password")
-    auth = base64.b64encode(f"{user}:{reply['result']['password']}".encode()).decode()
+    try:
+        auth = login(base, user, module.params["password"])
+    except DevpiError as err:
+        module.fail_json(msg=str(err))
     if current is None:
-        status, reply = _request("PUT", index_url, wanted, auth)
+        status, reply = json_request("PUT", index_url, wanted, auth)
     else:
-        status, reply = _request("PATCH", index_url, {**current, **wanted}, auth)
+        status, reply = json_request("PATCH", index_url, {**current, **wanted}, auth)
     if status not in (200, 201):
         module.fail_json(msg=f"devpi refused the configuration of {user}/{name} (HTTP {status}): "
                              f"{reply.get('message', reply)}")

@@ -11,6 +11,7 @@ from dl_envs import (
     FilterModule,
     dl_env_fact,
     dl_env_spec_id,
+    dl_env_warmers,
     dl_env_test_failures,
     dl_env_test_result,
     dl_env_test_rows,
@@ -329,6 +330,36 @@ def test_spec_id_changes_with_anything_that_changes_the_contents(change):
     assert spec_id(**change) != spec_id()
 
 
+@pytest.mark.parametrize("same", [
+    {"python": "3.11.9"},                                          # a point release
+    {"python": "3.11.4+deb12u1"},
+    {"index": "https://mirror.example.net:443/root/cpu/+simple/"},  # the mirror moved
+])
+def test_spec_id_ignores_point_releases_and_the_mirror_host(same):
+    assert spec_id(**same) == spec_id()
+
+
+def test_spec_id_refuses_a_version_that_is_not_one():
+    with pytest.raises(AnsibleFilterError, match="dl_env_spec_id: python_version"):
+        spec_id(python="Python 3")
+
+
+# ---------------------------------------------------------------- dl_env_warmers -----
+
+def test_warmers_one_host_per_distinct_build_in_inventory_order():
+    pending = {"head": "py3-aaa", "cpu1": "py3-aaa", "gpu1": "py3-bbb", "cpu2": "", "gpu2": "py3-bbb"}
+    assert dl_env_warmers(pending) == ["head", "gpu1"]
+
+
+def test_warmers_none_when_nothing_builds():
+    assert dl_env_warmers({"head": "", "cpu1": ""}) == []
+
+
+def test_warmers_refuse_a_list():
+    with pytest.raises(AnsibleFilterError, match="dl_env_warmers"):
+        dl_env_warmers(["head"])
+
+
 def test_spec_id_default_index_is_empty():
     assert dl_env_spec_id(BASE, CONSTRAINTS, "3.11.2") == spec_id(index="")
 
@@ -499,7 +530,7 @@ def test_table_tolerates_missing_version_and_device():
 
 def test_filter_module_exports_every_filter():
     assert FilterModule().filters() == {
-        "dl_python_envs": dl_python_envs, "dl_env_spec_id": dl_env_spec_id, "dl_env_fact": dl_env_fact,
+        "dl_python_envs": dl_python_envs, "dl_env_spec_id": dl_env_spec_id, "dl_env_warmers": dl_env_warmers, "dl_env_fact": dl_env_fact,
         "dl_env_test_result": dl_env_test_result, "dl_env_test_rows": dl_env_test_rows,
         "dl_env_test_failures": dl_env_test_failures,
         "dl_env_test_table": dl_env_test_table}

@@ -156,4 +156,5 @@ class TestInventoryProblems:
 def test_filter_module_exports():
     assert set(FilterModule().filters()) == {
         "dl_host_address", "dl_cluster_hosts", "dl_ssh_pubkey_problem", "dl_inventory_problems",
-        "dl_user_problems"}
+        "dl_user_problems", "dl_listen_problems", "dl_preflight_roles", "dl_role_arguments",
+        "dl_argument_spec_problems"}

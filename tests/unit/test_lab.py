@@ -71,11 +71,13 @@ def test_instance_config_is_molecules_format(tmp_path):
                      "identity_file": str(tmp_path / "key")}]
 
 
-def _fake_bin(tmp_path: Path) -> dict:
-    """A PATH where `docker info` fails and `dockerd` dies at once."""
+def _fake_bin(tmp_path: Path, uid: int = 0) -> dict:
+    """A PATH where `docker info` fails, `dockerd` dies at once, systemd cannot start docker,
+    and `id -u` answers `uid`: the start path runs without root and never touches the real engine."""
     fake = tmp_path / "bin"
     fake.mkdir()
-    for name, body in (("docker", "exit 1"), ("dockerd", "echo 'dockerd: cannot start' >&2; exit 1")):
+    for name, body in (("docker", "exit 1"), ("dockerd", "echo 'dockerd: cannot start' >&2; exit 1"),
+                       ("systemctl", "exit 1"), ("id", f'[ "$1" = -u ] && echo {uid} || exec /usr/bin/id "$@"')):
         (fake / name).write_text(f"#!/bin/sh\n{body}\n")
         (fake / name).chmod(0o755)
     return {**os.environ, "PATH": f"{fake}:/usr/bin:/bin", "DL_DOCKERD_WAIT": "1",
@@ -83,7 +85,6 @@ def _fake_bin(tmp_path: Path) -> dict:
             "DL_LAB_STATE_DIR": str(tmp_path / "state")}
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the start path needs root")
 def test_engine_that_cannot_start_gives_one_clear_error(tmp_path):
     env = _fake_bin(tmp_path)
     proc = subprocess.run(["bash", str(ROOT / "scripts" / "ensure-docker.sh")], env=env,
@@ -93,7 +94,16 @@ def test_engine_that_cannot_start_gives_one_clear_error(tmp_path):
     assert "dockerd: cannot start" in proc.stderr
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the start path needs root")
+def test_engine_start_without_root_is_refused_in_one_sentence(tmp_path):
+    env = _fake_bin(tmp_path, uid=1000)
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "ensure-docker.sh")], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == ("ensure-docker: no Docker engine answers and starting one needs root; "
+                                   "start dockerd or run as root")
+    assert not (tmp_path / "dockerd.log").exists()
+
+
 def test_lab_up_without_engine_creates_nothing(tmp_path):
     env = _fake_bin(tmp_path)
     inventory = tmp_path / "hosts.yml"

@@ -1,0 +1,87 @@
+"""devpi-server's HTTP API for dlcluster's modules: requests, login, uploads.
+
+Shared by library/dl_devpi_index.py and library/dl_devpi_wheelhouse.py
+(`from ansible.module_utils.dl_devpi import ...`; ansible.cfg names this
+directory as module_utils). Standard library only: it runs on the mirror host.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import urllib.error
+import urllib.request
+
+
+class DevpiError(Exception):
+    """A devpi request that failed, with a message for the operator."""
+
+
+def request(method, url, body=None, auth=None, timeout=60, data=None, content_type="application/json",
+            accept="application/json"):
+    """(HTTP status, raw reply body) of one request; HTTP errors are returned, not raised.
+
+    `body` is sent as JSON; `data` (bytes) as it is, with `content_type`.
+    """
+    headers = {"Accept": accept, "Content-Type": content_type}
+    if auth:
+        headers["X-Devpi-Auth"] = auth
+    if body is not None:
+        data = json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as reply:
+            return reply.status, reply.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def json_request(method, url, body=None, auth=None, timeout=60):
+    """(HTTP status, decoded JSON reply; {} when the reply is no JSON)."""
+    status, raw = request(method, url, body=body, auth=auth, timeout=timeout)
+    return status, parse_json(raw)
+
+
+def parse_json(raw) -> dict:
+    try:
+        payload = json.loads(raw or b"{}")
+    except ValueError:
+        return {}
+    return payload if isinstance(payload, dict) else {}
+
+
+def auth_header(user, token) -> str:
+    """The X-Devpi-Auth value of a login: base64 of user:token."""
+    return base64.b64encode(f"{user}:{token}".encode()).decode()
+
+
+def login(base, user, password, timeout=60) -> str:
+    """Log in as `user` and return the X-Devpi-Auth header value; DevpiError when refused."""
+    status, reply = json_request("POST", f"{base}/+login", {"user": user, "password": password}, timeout=timeout)
+    token = (reply.get("result") or {}).get("password") if status == 200 else None
+    if not token:
+        raise DevpiError(f"devpi login as {user} failed (HTTP {status}): check pip_mirror_root_password")
+    return auth_header(user, token)
+
+
+def normalise_project(name) -> str:
+    """A project name as the simple index writes it (PEP 503): Torch_Vision -> torch-vision."""
+    return re.sub(r"[-_.]+", "-", str(name)).lower()
+
+
+def wheel_name_parts(filename) -> tuple:
+    """(project, version) of a wheel file name (name-version-...-tag.whl); ValueError when it is none."""
+    parts = str(filename).split("/")[-1].split("-")
+    if not str(filename).endswith(".whl") or len(parts) < 5 or not parts[0] or not parts[1]:
+        raise ValueError(f"{filename} is not a wheel file name (name-version-[build-]python-abi-platform.whl)")
+    return parts[0], parts[1]
+
+
+def upload_body(fields, filename, content, boundary="dlcluster-wheelhouse-boundary") -> tuple:
+    """(body, content type) of a multipart/form-data upload of `content` as `filename` with `fields`."""
+    chunks = [f"--{boundary}\r\nContent-Disposition: form-data; name=\"{key}\"\r\n\r\n{value}\r\n".encode()
+              for key, value in fields.items()]
+    chunks += [f"--{boundary}\r\nContent-Disposition: form-data; name=\"content\"; filename=\"{filename}\"\r\n"
+               "Content-Type: application/octet-stream\r\n\r\n".encode(), content, f"\r\n--{boundary}--\r\n".encode()]
+    return b"".join(chunks), f"multipart/form-data; boundary={boundary}"

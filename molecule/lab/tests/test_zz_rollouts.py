@@ -1,0 +1,130 @@
+"""Fleet rollouts on the converged lab: canary batches, drift repair, reboots that wait for idle hosts.
+
+Named to run last: the reboots restart cpu1 and cpu2, and every service must come back.
+"""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+
+from labtest import ROOT, lab_host, run_playbook  # noqa: E402
+
+MEMBERS = ("head", "cpu1", "cpu2")
+RULESET = "/etc/nftables.d/dlcluster.nft"
+
+
+def sudo_run(name, command):
+    host = lab_host(name)
+    with host.sudo():
+        return host.run(command)
+
+
+def firewall_state(name):
+    """The ruleset file and the live table of a host."""
+    return (sudo_run(name, f"sha256sum {RULESET}").stdout.split()[0],
+            sudo_run(name, "nft list table inet dlcluster").stdout)
+
+
+def pid1_start(name):
+    """PID 1's start time (clock ticks since the kernel booted): it changes when a lab host reboots."""
+    return lab_host(name).run("awk '{print $22}' /proc/1/stat").stdout.strip()
+
+
+# ---------------------------------------------------------------- canary -----
+
+def test_a_failure_on_the_canary_leaves_every_other_host_unchanged():
+    """The firewall rolls out to head alone first; nft failing there stops the run before cpu1 and cpu2."""
+    lab_state = Path(os.environ.get("DL_LAB_STATE_DIR", ROOT / ".lab"), os.environ.get("DL_LAB_NAME", "molecule-lab"))
+    gateway = json.loads((lab_state / "network.json").read_text())["gateway"]
+    before = {name: firewall_state(name) for name in MEMBERS}
+    # The canary's nft fails every call: its new ruleset cannot even be checked.
+    sudo_run("head", "mv /usr/sbin/nft /usr/sbin/nft.real && "
+                     "printf '#!/bin/sh\\necho injected failure >&2\\nexit 1\\n' > /usr/sbin/nft && "
+                     "chmod 0755 /usr/sbin/nft")
+    try:
+        # A real change for every host: one more admin network.
+        run = run_playbook("playbooks/firewall.yml", "-e",
+                           json.dumps({"dl_admin_networks": [f"{gateway}/32", "10.99.0.0/24"]}))
+    finally:
+        sudo_run("head", "mv -f /usr/sbin/nft.real /usr/sbin/nft")
+    output = run.stdout + run.stderr
+    assert run.returncode != 0, output
+    assert "injected failure" in output
+    for name in ("cpu1", "cpu2"):
+        assert f"ok: [{name}]" not in output and f"changed: [{name}]" not in output, output
+        assert firewall_state(name) == before[name], f"{name} changed although the canary failed"
+    assert firewall_state("head") == before["head"]
+
+
+# ---------------------------------------------------------------- drift -----
+
+def test_a_warm_run_restores_sshd_config_and_the_ruleset_edited_by_hand():
+    before_sshd = sudo_run("cpu1", "sha256sum /etc/ssh/sshd_config").stdout.split()[0]
+    before_fw = firewall_state("cpu1")
+    sudo_run("cpu1", "echo 'PasswordAuthentication yes' >> /etc/ssh/sshd_config && "
+                     f"sed -i '0,/accept/s//drop/' {RULESET}")
+    assert sudo_run("cpu1", "sha256sum /etc/ssh/sshd_config").stdout.split()[0] != before_sshd
+    run = run_playbook("site.yml", "--limit", "cpu1", "--tags", "security")
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr
+    assert sudo_run("cpu1", "sha256sum /etc/ssh/sshd_config").stdout.split()[0] == before_sshd
+    assert firewall_state("cpu1") == before_fw
+    effective = sudo_run("cpu1", "sshd -T").stdout
+    assert "passwordauthentication no" in effective
+
+
+# ---------------------------------------------------------------- reboots -----
+
+@pytest.fixture()
+def busy_cpu2():
+    sudo_run("cpu2", "systemd-run --unit=dlcluster-job-rebootprobe sleep 900")
+    yield
+    sudo_run("cpu2", "systemctl stop dlcluster-job-rebootprobe")
+
+
+def test_reboot_play_reboots_what_needs_it_and_holds_a_busy_host(busy_cpu2):
+    for name in ("cpu1", "cpu2"):
+        sudo_run(name, "echo '*** System restart required ***' > /var/run/reboot-required && "
+                       "echo linux-image-test >> /var/run/reboot-required.pkgs")
+    started = {name: pid1_start(name) for name in MEMBERS}
+    run = run_playbook("playbooks/reboot.yml", "-e", "batch=50%")
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    assert "cpu2 needs a reboot (reboot-required: /var/run/reboot-required: linux-image-test" in output
+    assert "dlcluster-job-rebootprobe" in output
+    assert pid1_start("cpu1") != started["cpu1"], "cpu1 needed a reboot and was idle"
+    assert pid1_start("cpu2") == started["cpu2"], "cpu2 ran a job and was rebooted anyway"
+    assert pid1_start("head") == started["head"], "head needed nothing and was rebooted"
+    # cpu1 came back whole: the pending marker is gone, every service is back.
+    cpu1 = lab_host("cpu1")
+    assert not cpu1.file("/var/run/reboot-required").exists
+    for unit in ("ssh", "chrony", "docker"):
+        assert cpu1.service(unit).is_running, unit
+    assert sudo_run("cpu1", "nft list table inet dlcluster").rc == 0, "the firewall is not loaded after the reboot"
+
+
+def test_forced_reboot_of_the_busy_host(busy_cpu2):
+    started = pid1_start("cpu2")
+    sudo_run("cpu2", "echo '*** System restart required ***' > /var/run/reboot-required")
+    run = run_playbook("playbooks/reboot.yml", "--limit", "cpu2", "-e", "reboot_force=true")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert pid1_start("cpu2") != started
+    assert lab_host("cpu2").run("systemctl is-active dlcluster-job-rebootprobe").stdout.strip() != "active"
+
+
+def test_a_broken_detector_stops_the_reboot_play_before_any_reboot():
+    started = {name: pid1_start(name) for name in MEMBERS}
+    sudo_run("head", "printf '#!/bin/sh\\nexit 3\\n' > /etc/dlcluster/reboot/needs.d/broken && "
+                     "chmod 0755 /etc/dlcluster/reboot/needs.d/broken && touch /var/run/reboot-required")
+    try:
+        run = run_playbook("playbooks/reboot.yml")
+    finally:
+        sudo_run("head", "rm -f /etc/dlcluster/reboot/needs.d/broken /var/run/reboot-required")
+    output = run.stdout + run.stderr
+    assert run.returncode != 0, output
+    assert "head: a reboot check is broken (needs.d/broken exited 3" in output
+    assert {name: pid1_start(name) for name in MEMBERS} == started
