@@ -15,7 +15,7 @@ FORCE ?= false
 # The GPU stacks on fixture hardware, then one converged lab verified for every role.
 SCENARIOS ?= accelerators lab
 
-.PHONY: help bootstrap venv lab lab-down converge train validate demo lint unit molecule test test-full bench clean
+.PHONY: help bootstrap venv lab lab-down converge train validate demo lint unit molecule test test-full bench bench-rollout clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -74,8 +74,12 @@ test: venv ## Every test: lint, unit, molecule (each stage's seconds printed).
 test-full: test ## Every test, then TensorFlow/Keras envs, validate and the TF jobs on the lab.
 	scripts/test-full.sh
 
-bench: venv ## Benchmarks: pip mirror upstream fetches, launch overhead, 1 vs 2 host throughput.
+bench: venv ## Benchmarks: pip mirror upstream fetches, launch overhead, 1 vs 2 host throughput, warm re-runs on 2/3/16 hosts.
 	scripts/bench.sh
+	$(MAKE) --no-print-directory bench-rollout
+
+bench-rollout: venv ## site.yml cold and warm re-run seconds on 2, 3 and 16 lab hosts (BENCH_SIZES) -> reports/rollout/.
+	$(BIN)/python scripts/bench_rollout.py
 
 clean: lab-down ## Remove the lab and the virtualenv.
 	rm -rf $(VENV) .ansible

@@ -1,5 +1,7 @@
-"""Unit tests of filter_plugins/dl_firewall.py: the firewall's list of services."""
+"""Unit tests of filter_plugins/dl_firewall.py: the firewall's list of services and the live table's fingerprint."""
 
+import copy
+import json
 import re
 from pathlib import Path
 
@@ -8,8 +10,8 @@ import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
 
-from dl_firewall import (FilterModule, dl_firewall_ports_as_services, dl_firewall_service_problems,
-                         dl_firewall_service_rules, dl_firewall_set)
+from dl_firewall import (FilterModule, dl_firewall_fingerprint, dl_firewall_ports_as_services,
+                         dl_firewall_service_problems, dl_firewall_service_rules, dl_firewall_set)
 from dl_network import dl_networks
 
 ROLE = Path(__file__).resolve().parents[2] / "roles" / "firewall"
@@ -146,8 +148,9 @@ def test_firewall_set_merges_overlaps():
 
 
 def test_filter_module():
-    assert set(FilterModule().filters()) == {"dl_firewall_ports_as_services", "dl_firewall_set",
-                                             "dl_firewall_service_problems", "dl_firewall_service_rules"}
+    assert set(FilterModule().filters()) == {"dl_firewall_fingerprint", "dl_firewall_ports_as_services",
+                                             "dl_firewall_set", "dl_firewall_service_problems",
+                                             "dl_firewall_service_rules"}
 
 
 # ---------------------------------------------------------------- the template
@@ -199,3 +202,114 @@ def test_template_writes_group_and_cidr_sources_inline():
 def test_template_writes_no_rule_for_an_empty_group():
     text = render(dl_firewall_service_rules({"v": [service(sources=["empty"])]}, HOSTVARS, GROUPS))
     assert "dport 9100" not in text
+
+
+# ---------------------------------------------------------------- the live table's fingerprint
+
+# `nft -j -s list table inet dlcluster` of the rendered template (nftables 1.0.6), cut to a few objects,
+# right after 40 new SSH connections from 10.9.0.2 filled the rate-limit set.
+LIVE = {"nftables": [
+    {"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}},
+    {"table": {"family": "inet", "name": "dlcluster", "handle": 11}},
+    {"set": {"family": "inet", "name": "admin_v4", "table": "dlcluster", "type": "ipv4_addr", "handle": 4,
+             "flags": ["interval"], "elem": [{"prefix": {"addr": "192.168.0.0", "len": 24}}]}},
+    {"set": {"family": "inet", "name": "ssh_rate_v4", "table": "dlcluster", "type": "ipv4_addr", "handle": 10,
+             "size": 65535, "flags": ["timeout"], "timeout": 600,
+             "elem": [{"elem": {"val": "10.9.0.2", "expires": 599,
+                                "limit": {"rate": 30, "burst": 30, "per": "minute", "inv": True}}}]}},
+    {"chain": {"family": "inet", "table": "dlcluster", "name": "input", "handle": 1, "type": "filter",
+               "hook": "input", "prio": 0, "policy": "drop"}},
+    {"rule": {"family": "inet", "table": "dlcluster", "chain": "input", "handle": 12,
+              "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "lo"}},
+                       {"accept": None}]}},
+    {"rule": {"family": "inet", "table": "dlcluster", "chain": "input", "handle": 21, "expr": [
+        {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 22}},
+        {"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": "new"}},
+        {"set": {"op": "update", "elem": {"payload": {"protocol": "ip", "field": "saddr"}}, "set": "@ssh_rate_v4",
+                 "stmt": [{"limit": {"rate": 30, "burst": 30, "per": "minute", "inv": True}}]}},
+        {"counter": None}, {"drop": None}]}},
+    {"rule": {"family": "inet", "table": "dlcluster", "chain": "input", "handle": 27, "expr": [
+        {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 8888}},
+        {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": "@admin_v4"}},
+        {"accept": None}]}},
+]}
+
+
+def live(edit=None):
+    """LIVE as nft prints it, after `edit` changed a deep copy of its objects."""
+    objects = copy.deepcopy(LIVE["nftables"])
+    if edit:
+        edit(objects)
+    return json.dumps({"nftables": objects})
+
+
+def _by_kind(objects, kind, name=None):
+    return next(o[kind] for o in objects if kind in o and name in (None, o[kind].get("name")))
+
+
+def _reloaded(objects):
+    """What a reload or another nft version changes: handles, the metainfo."""
+    for item in objects:
+        for body in item.values():
+            if "handle" in body:
+                body["handle"] += 100
+    objects[0]["metainfo"]["version"] = "1.0.9"
+
+
+def _packets(objects):
+    """What packets change: the rate-limit set's elements and their expiry, counter values."""
+    _by_kind(objects, "set", "ssh_rate_v4")["elem"] = [
+        {"elem": {"val": f"10.9.0.{i}", "expires": 30 + i, "limit": {"rate": 30, "burst": 30, "per": "minute",
+                                                                  "inv": True}}} for i in range(3, 9)]
+    objects[6]["rule"]["expr"][3] = {"counter": {"packets": 17, "bytes": 1020}}
+
+
+def _timed_static_element(objects):
+    _by_kind(objects, "set", "admin_v4")["elem"][0] = {"elem": {"val": {"prefix": {"addr": "192.168.0.0", "len": 24}},
+                                                                "expires": 41}}
+
+
+@pytest.mark.parametrize("change", [_reloaded, _packets], ids=["reloaded", "packets"])
+def test_fingerprint_ignores_what_changes_without_an_edit(change):
+    assert dl_firewall_fingerprint(live(change)) == dl_firewall_fingerprint(live())
+
+
+def test_fingerprint_ignores_elements_of_sets_flagged_dynamic_and_of_meters():
+    def dynamic(objects, elem):
+        objects.append({"set": {"family": "inet", "name": "seen", "table": "dlcluster", "type": "ipv4_addr",
+                                "flags": ["dynamic"], **({"elem": elem} if elem else {})}})
+        objects.append({"set": {"family": "inet", "name": "m", "table": "dlcluster", "type": "ipv4_addr",
+                                **({"elem": elem} if elem else {})}})
+        objects[-3]["rule"]["expr"].insert(0, {"meter": {"name": "m", "key": {"payload": {"protocol": "ip",
+                                                                                            "field": "saddr"}},
+                                                         "stmt": {"limit": {"rate": 5, "per": "second"}}}})
+    assert (dl_firewall_fingerprint(live(lambda o: dynamic(o, ["10.1.1.1", "10.1.1.2"])))
+            == dl_firewall_fingerprint(live(lambda o: dynamic(o, None))))
+
+
+@pytest.mark.parametrize("edit", [
+    lambda o: o.pop(7),                                                          # nft delete rule ... handle 27
+    lambda o: o.append({"rule": {**copy.deepcopy(o[7]["rule"]), "handle": 30}}),  # nft add rule ...
+    lambda o: _by_kind(o, "set", "admin_v4")["elem"].append("10.66.0.1"),        # nft add element ... admin_v4
+    lambda o: _by_kind(o, "set", "admin_v4").pop("elem"),                       # nft flush set ... admin_v4
+    lambda o: _by_kind(o, "chain").update(policy="accept"),                      # nft chain ... { policy accept; }
+    lambda o: o[6]["rule"]["expr"][2]["set"]["stmt"][0]["limit"].update(rate=3000),
+    _timed_static_element,                                                       # a static element with a timeout
+], ids=["deleted rule", "added rule", "added element", "flushed set", "policy", "rate", "timed element"])
+def test_fingerprint_changes_with_every_edit_by_hand(edit):
+    assert dl_firewall_fingerprint(live(edit)) != dl_firewall_fingerprint(live())
+
+
+def test_fingerprint_is_a_sha256_and_ignores_the_expiry_of_static_elements():
+    assert re.fullmatch(r"[0-9a-f]{64}", dl_firewall_fingerprint(live()))
+
+    def later(objects):
+        _timed_static_element(objects)
+        _by_kind(objects, "set", "admin_v4")["elem"][0]["elem"]["expires"] = 3
+    assert dl_firewall_fingerprint(live(later)) == dl_firewall_fingerprint(live(_timed_static_element))
+
+
+@pytest.mark.parametrize("listing", ["", "table inet dlcluster {", None, '{"tables": []}', '{"nftables": {}}'])
+def test_fingerprint_refuses_what_is_no_json_listing(listing):
+    with pytest.raises(AnsibleFilterError, match="dl_firewall_fingerprint: "):
+        dl_firewall_fingerprint(listing)

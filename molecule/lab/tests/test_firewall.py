@@ -1,7 +1,11 @@
-"""The firewall as other hosts see it: real TCP/UDP probes between lab hosts."""
+"""The firewall as other hosts see it: real TCP/UDP probes between lab hosts; drift and the rollback on cpu2."""
 
+import importlib.util
+import json
 import os
+import re
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -10,7 +14,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 
-from labtest import lab_host, probe, probe_from_controller, refused_output, run_playbook  # noqa: E402
+from labtest import ROOT, lab_host, probe, probe_from_controller, refused_output, run_playbook  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "filter_plugins"))
+
+from dl_firewall import dl_firewall_fingerprint  # noqa: E402
 
 testinfra_hosts = ["ansible://head"]
 
@@ -122,3 +130,124 @@ def test_ssh_rate_limit_drops_a_flood_from_a_member_but_not_the_controller(head_
             except OSError:
                 pass
     assert admin_ok == 45
+
+
+# ---------------------------------------------------------------- drift and the rollback, on cpu2 -----
+
+FINGERPRINT = "/var/lib/dlcluster/firewall.live.sha256"
+LAB_NAME = os.environ.get("DL_LAB_NAME", "molecule-lab")
+LAB_STATE = Path(os.environ.get("DL_LAB_STATE_DIR", ROOT / ".lab"), LAB_NAME)
+
+
+def sudo_run(name, command):
+    host = lab_host(name)
+    with host.sudo():
+        return host.run(command)
+
+
+def live_table(name):
+    """What the drift check compares: the input chain and the static sets, without counters or handles."""
+    return (sudo_run(name, "nft -s list chain inet dlcluster input").stdout,
+            sudo_run(name, "nft -s list set inet dlcluster admin_v4").stdout)
+
+
+def test_hand_edits_of_the_live_table_are_undone_by_the_next_run():
+    before = live_table("cpu2")
+    listing = sudo_run("cpu2", "nft -a list chain inet dlcluster input").stdout
+    # The notebook port's admin rule: it does not carry the controller's SSH.
+    handle = re.search(r"tcp dport 8888 ip saddr @admin_v4 accept # handle (\d+)", listing).group(1)
+    sudo_run("cpu2", f"nft delete rule inet dlcluster input handle {handle} && "
+                     "nft add rule inet dlcluster input tcp dport 9999 accept && "
+                     "nft add element inet dlcluster admin_v4 '{ 10.66.0.0/16 }'")
+    edited = live_table("cpu2")
+    assert "dport 9999" in edited[0] and "dport 8888 ip saddr @admin_v4" not in edited[0]
+    assert "10.66.0.0/16" in edited[1]
+    run = run_playbook("playbooks/firewall.yml", "--limit", "cpu2")
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr
+    assert "RUNNING HANDLER [firewall : Load the firewall rules]" in run.stdout
+    assert live_table("cpu2") == before
+
+
+def test_packets_do_not_count_as_drift():
+    """New SSH connections from a member fill the rate-limit set; the recorded fingerprint still matches."""
+    cpu2_address = lab_host("cpu2").ansible.get_variables()["ansible_host"]
+    for _ in range(3):
+        assert probe(lab_host("cpu1"), "tcp", cpu2_address, 22) == "open"
+    assert "elements" in sudo_run("cpu2", "nft -s list set inet dlcluster ssh_rate_v4").stdout
+    recorded = sudo_run("cpu2", f"cat {FINGERPRINT}").stdout.strip()
+    assert dl_firewall_fingerprint(sudo_run("cpu2", "nft -j -s list table inet dlcluster").stdout) == recorded
+
+
+def lab_container(host):
+    """The Docker container of a lab host, named as lab/lab.py names it."""
+    spec = importlib.util.spec_from_file_location("dl_lab_module", ROOT / "lab" / "lab.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.container_name(LAB_NAME, host)
+
+
+# Loaded by the next reload of the firewall service (a drop-in's extra ExecReload): drops the SYN-ACKs
+# of new SSH connections to the controller, so the handler's new connection times out while Ansible's
+# open ControlMaster connection goes on working. A separate table, so the rollback leaves it in place.
+BREAKER = """table inet breaker {{
+  chain output {{
+    type filter hook output priority -10; policy accept;
+    ip daddr {gateway} tcp sport 22 tcp flags & (syn | ack) == syn | ack drop
+  }}
+}}
+"""
+BREAKER_FILE = "/run/dlcluster-breaker.nft"
+BREAKER_DROPIN = "/run/systemd/system/dlcluster-firewall.service.d/zz-breaker.conf"
+ROLLBACK_SECONDS = 30  # the least the role accepts: the check waits up to 20 s for the controller
+
+
+def test_the_rollback_removes_rules_that_cut_the_controller_off():
+    container = lab_container("cpu2")
+    gateway = json.loads((LAB_STATE / "network.json").read_text())["gateway"]
+
+    def docker_exec(command):
+        return subprocess.run(["docker", "exec", container, "sh", "-c", command], capture_output=True, text=True,
+                              timeout=60, check=False)
+
+    def wait_until(command, seconds):
+        deadline = time.monotonic() + seconds
+        while docker_exec(command).returncode != 0:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(2)
+        return True
+
+    dropin = f"[Service]\nExecReload=/usr/sbin/nft -f {BREAKER_FILE}\n"
+    assert docker_exec(f"printf '%s' '{BREAKER.format(gateway=gateway)}' > {BREAKER_FILE} && "
+                       f"mkdir -p {Path(BREAKER_DROPIN).parent} && printf '{dropin}' > {BREAKER_DROPIN} && "
+                       f"nft -c -f {BREAKER_FILE}").returncode == 0
+    new_rules = {"dl_firewall_services_rollback_test": [{"name": "rollback-test", "port": 7778, "protocol": "tcp",
+                                                         "sources": ["admin"]}],
+                 "firewall_rollback_seconds": ROLLBACK_SECONDS}
+    try:
+        started = time.monotonic()
+        run = run_playbook("playbooks/firewall.yml", "--limit", "cpu2", "-e", json.dumps(new_rules))
+        output = run.stdout + run.stderr
+        assert run.returncode != 0, output[-4000:]
+        # The handler's new connection from the controller timed out (ansible-core prints errors on stderr).
+        assert "RUNNING HANDLER [firewall : Check that the controller still opens new SSH" in run.stdout, \
+            output[-4000:]
+        assert "fatal: [cpu2 -> localhost]" in output and "Timeout when waiting for" in output, output[-4000:]
+        assert "Disarm the firewall rollback" not in output
+        # The new rules were loaded, the breaker with them, and the armed timer removes them.
+        assert "dport 7778" in docker_exec("nft list chain inet dlcluster input").stdout
+        assert docker_exec("nft list table inet breaker").returncode == 0
+        assert wait_until("! nft list table inet dlcluster >/dev/null 2>&1", ROLLBACK_SECONDS + 60), \
+            "the rollback timer did not remove the table"
+        assert time.monotonic() - started >= ROLLBACK_SECONDS - 2
+        assert docker_exec("systemctl is-enabled dlcluster-firewall").stdout.strip() == "disabled"
+    finally:
+        docker_exec(f"nft delete table inet breaker; rm -f {BREAKER_FILE} {BREAKER_DROPIN}; systemctl daemon-reload")
+        # A timer still pending (a failure above) must fire before the next run arms its own.
+        wait_until("! systemctl is-active --quiet dlcluster-firewall-rollback.timer", ROLLBACK_SECONDS + 60)
+        restore = run_playbook("playbooks/firewall.yml", "--limit", "cpu2")
+    assert restore.returncode == 0, restore.stdout[-4000:] + restore.stderr
+    assert docker_exec("nft list table inet dlcluster").returncode == 0
+    assert "dport 7778" not in docker_exec("nft list chain inet dlcluster input").stdout
+    assert docker_exec("systemctl is-enabled dlcluster-firewall").stdout.strip() == "enabled"
+    assert probe_from_controller(lab_host("cpu2").ansible.get_variables()["ansible_host"], 22) == "open"

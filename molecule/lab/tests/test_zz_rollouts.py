@@ -11,10 +11,14 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "filter_plugins"))
+
+from dl_firewall import dl_firewall_fingerprint  # noqa: E402
 
 from labtest import ROOT, lab_host, run_playbook  # noqa: E402
 
 MEMBERS = ("head", "cpu1", "cpu2")
+LAB_STATE = Path(os.environ["DL_LAB_STATE_DIR"]) / os.environ["DL_LAB_NAME"]
 RULESET = "/etc/nftables.d/dlcluster.nft"
 
 
@@ -25,9 +29,9 @@ def sudo_run(name, command):
 
 
 def firewall_state(name):
-    """The ruleset file and the live table of a host."""
+    """The ruleset file and the live table of a host (its fingerprint: no handles, counters, dynamic elements)."""
     return (sudo_run(name, f"sha256sum {RULESET}").stdout.split()[0],
-            sudo_run(name, "nft list table inet dlcluster").stdout)
+            dl_firewall_fingerprint(sudo_run(name, "nft -j -s list table inet dlcluster").stdout))
 
 
 def pid1_start(name):
@@ -37,13 +41,23 @@ def pid1_start(name):
 
 # ---------------------------------------------------------------- canary -----
 
+def play_order(playbook):
+    """The hosts of a playbook's first play in the order Ansible batches them."""
+    run = run_playbook(playbook, "--list-hosts")
+    assert run.returncode == 0, run.stdout + run.stderr
+    listing = run.stdout.split("hosts (", 1)[1].splitlines()[1:]
+    return [line.strip() for line in listing if line.strip() and not line.strip().startswith("play #")]
+
+
 def test_a_failure_on_the_canary_leaves_every_other_host_unchanged():
-    """The firewall rolls out to head alone first; nft failing there stops the run before cpu1 and cpu2."""
-    lab_state = Path(os.environ.get("DL_LAB_STATE_DIR", ROOT / ".lab"), os.environ.get("DL_LAB_NAME", "molecule-lab"))
-    gateway = json.loads((lab_state / "network.json").read_text())["gateway"]
+    """The firewall rolls out to one host first; nft failing there stops the run before the others."""
+    gateway = json.loads((LAB_STATE / "network.json").read_text())["gateway"]
+    order = play_order("playbooks/firewall.yml")
+    assert sorted(order) == sorted(MEMBERS), order
+    canary, others = order[0], order[1:]
     before = {name: firewall_state(name) for name in MEMBERS}
     # The canary's nft fails every call: its new ruleset cannot even be checked.
-    sudo_run("head", "mv /usr/sbin/nft /usr/sbin/nft.real && "
+    sudo_run(canary, "mv /usr/sbin/nft /usr/sbin/nft.real && "
                      "printf '#!/bin/sh\\necho injected failure >&2\\nexit 1\\n' > /usr/sbin/nft && "
                      "chmod 0755 /usr/sbin/nft")
     try:
@@ -51,14 +65,14 @@ def test_a_failure_on_the_canary_leaves_every_other_host_unchanged():
         run = run_playbook("playbooks/firewall.yml", "-e",
                            json.dumps({"dl_admin_networks": [f"{gateway}/32", "10.99.0.0/24"]}))
     finally:
-        sudo_run("head", "mv -f /usr/sbin/nft.real /usr/sbin/nft")
+        sudo_run(canary, "mv -f /usr/sbin/nft.real /usr/sbin/nft")
     output = run.stdout + run.stderr
     assert run.returncode != 0, output
-    assert "injected failure" in output
-    for name in ("cpu1", "cpu2"):
-        assert f"ok: [{name}]" not in output and f"changed: [{name}]" not in output, output
+    assert f"fatal: [{canary}]" in output and "injected failure" in output, output[-4000:]
+    for name in others:
+        assert f"ok: [{name}]" not in output and f"changed: [{name}]" not in output, output[-4000:]
         assert firewall_state(name) == before[name], f"{name} changed although the canary failed"
-    assert firewall_state("head") == before["head"]
+    assert firewall_state(canary) == before[canary]
 
 
 # ---------------------------------------------------------------- drift -----

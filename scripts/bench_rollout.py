@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Warm re-run speed of site.yml on labs of several sizes, side by side in one run (`make bench-rollout`).
+
+For each size (BENCH_SIZES, default "2 3 16"): a lab of that many hosts (its own name, bench<N>,
+next to any other lab), a cold converge, then BENCH_WARM_RUNS (default 2) warm runs of site.yml,
+each timed and checked for changed=0 on every host. Every size runs the same plays: the Python
+environments and the notebook services (which need the environments) are left out by tag
+(--skip-tags python_envs,notebooks) so that 16 hosts fit two cores and the ratios compare like
+with like; the 3-host lab's full-site warm run is measured by `molecule idempotence -s lab`.
+
+Results: reports/rollout/<UTC time>.{json,md,png}; earlier results are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZES = [int(n) for n in os.environ.get("BENCH_SIZES", "2 3 16").split()]
+WARM_RUNS = int(os.environ.get("BENCH_WARM_RUNS", "2"))
+SKIP_TAGS = os.environ.get("BENCH_SKIP_TAGS", "python_envs,notebooks")
+KEEP = os.environ.get("BENCH_KEEP", "") == "1"
+PYTHON = sys.executable
+ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
+RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+
+def log(msg: str) -> None:
+    print(f"bench-rollout: {msg}", file=sys.stderr, flush=True)
+
+
+def lab(*args: str) -> None:
+    subprocess.run([PYTHON, str(ROOT / "lab" / "lab.py"), *args], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+
+
+def inventory_dir(name: str) -> Path:
+    """hosts.yml from lab.py beside links to the lab inventory's groups and group_vars."""
+    path = ROOT / ".lab" / name / "inventory"
+    path.mkdir(parents=True, exist_ok=True)
+    for entry in ("groups.yml", "group_vars"):
+        link = path / entry
+        if not link.exists():
+            link.symlink_to(ROOT / "inventories" / "lab" / entry)
+    return path
+
+
+def site(inventory: Path, name: str) -> dict:
+    env = {**os.environ, "DL_LAB_NAME": name, "DL_LAB_STATE_DIR": str(ROOT / ".lab"),
+           "ANSIBLE_CALLBACKS_ENABLED": "", "ANSIBLE_FORCE_COLOR": "0"}
+    start = time.monotonic()
+    run = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inventory), "site.yml", "--skip-tags", SKIP_TAGS],
+                         cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    seconds = time.monotonic() - start
+    recap = {m[0]: {"ok": int(m[1]), "changed": int(m[2]), "unreachable": int(m[3]), "failed": int(m[4])}
+             for m in RECAP.findall(run.stdout)}
+    if run.returncode != 0:
+        sys.exit(f"bench-rollout: site.yml failed on the {name} lab:\n{run.stdout[-6000:]}{run.stderr[-2000:]}")
+    return {"seconds": round(seconds, 1), "changed": sum(r["changed"] for h, r in recap.items() if h != "localhost"),
+            "hosts": len([h for h in recap if h != "localhost"])}
+
+
+def measure(size: int) -> dict:
+    name = f"bench{size}"
+    inventory = inventory_dir(name)
+    log(f"{size} hosts: lab up")
+    lab("up", "--name", name, "--hosts", str(size), "--inventory", str(inventory / "hosts.yml"))
+    try:
+        log(f"{size} hosts: cold converge")
+        cold = site(inventory, name)
+        warm = []
+        for i in range(WARM_RUNS):
+            log(f"{size} hosts: warm run {i + 1}")
+            warm.append(site(inventory, name))
+            if warm[-1]["changed"]:
+                sys.exit(f"bench-rollout: warm run {i + 1} on {size} hosts changed {warm[-1]['changed']} task(s)")
+    finally:
+        if not KEEP:
+            lab("down", "--name", name)
+    return {"hosts": size, "cold_seconds": cold["seconds"], "warm_seconds": [w["seconds"] for w in warm],
+            "warm_best": min(w["seconds"] for w in warm)}
+
+
+def write_reports(results: list[dict]) -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    out = ROOT / "reports" / "rollout"
+    out.mkdir(parents=True, exist_ok=True)
+    base = min(results, key=lambda r: r["hosts"])
+    for r in results:
+        r["warm_ratio_to_smallest"] = round(r["warm_best"] / base["warm_best"], 2)
+    meta = {"time": stamp, "skip_tags": SKIP_TAGS, "warm_runs": WARM_RUNS, "cpus": os.cpu_count(),
+            "results": results}
+    (out / f"{stamp}.json").write_text(json.dumps(meta, indent=2) + "\n")
+    rows = ["| hosts | cold converge (s) | warm runs (s) | best warm (s) | warm / smallest |", "|---|---|---|---|---|"]
+    rows += [f"| {r['hosts']} | {r['cold_seconds']} | {', '.join(map(str, r['warm_seconds']))} | {r['warm_best']} | "
+             f"{r['warm_ratio_to_smallest']} |" for r in results]
+    (out / f"{stamp}.md").write_text(
+        f"# site.yml warm re-runs ({stamp})\n\n`site.yml --skip-tags {SKIP_TAGS}` on lab containers, "
+        f"{os.cpu_count()} controller cores; every warm run reported changed=0 on every host.\n\n"
+        + "\n".join(rows) + "\n")
+    try:
+        import matplotlib  # pylint: disable=import-outside-toplevel
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        hosts = [r["hosts"] for r in results]
+        ax.plot(hosts, [r["warm_best"] for r in results], marker="o", label="warm re-run (best)")
+        ax.plot(hosts, [r["cold_seconds"] for r in results], marker="s", label="cold converge")
+        ax.set_xlabel("lab hosts")
+        ax.set_ylabel("seconds")
+        ax.set_title(f"site.yml (--skip-tags {SKIP_TAGS})")
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / f"{stamp}.png", dpi=100)
+    except ImportError:
+        log("matplotlib missing: no plot")
+    print((out / f"{stamp}.md").read_text())
+    return out / f"{stamp}.md"
+
+
+def main() -> int:
+    results = [measure(size) for size in SIZES]
+    write_reports(results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
