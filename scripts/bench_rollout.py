@@ -4,9 +4,10 @@
 For each size (BENCH_SIZES, default "2 3 16"): a lab of that many hosts (its own name, bench<N>,
 next to any other lab), a cold converge, then BENCH_WARM_RUNS (default 2) warm runs of site.yml,
 each timed and checked for changed=0 on every host. Every size runs the same plays: the Python
-environments and the notebook services (which need the environments) are left out by tag
-(--skip-tags python_envs,notebooks) so that 16 hosts fit two cores and the ratios compare like
-with like; the 3-host lab's full-site warm run is measured by `molecule idempotence -s lab`.
+environments, the notebook services (which need the environments) and the Docker engine are left
+out by tag (BENCH_SKIP_TAGS, default python_envs,notebooks,docker) so that 16 hosts fit two cores
+and the ratios compare like with like; the 3-host lab's full-site warm run is measured on the
+molecule lab (see the README).
 
 Results: reports/rollout/<UTC time>.{json,md,png}; earlier results are kept.
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = [int(n) for n in os.environ.get("BENCH_SIZES", "2 3 16").split()]
 WARM_RUNS = int(os.environ.get("BENCH_WARM_RUNS", "2"))
-SKIP_TAGS = os.environ.get("BENCH_SKIP_TAGS", "python_envs,notebooks")
+SKIP_TAGS = os.environ.get("BENCH_SKIP_TAGS", "python_envs,notebooks,docker")
 KEEP = os.environ.get("BENCH_KEEP", "") == "1"
 PYTHON = sys.executable
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
