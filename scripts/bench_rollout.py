@@ -53,7 +53,7 @@ def inventory_dir(name: str) -> Path:
 
 def site(inventory: Path, name: str) -> dict:
     env = {**os.environ, "DL_LAB_NAME": name, "DL_LAB_STATE_DIR": str(ROOT / ".lab"),
-           "ANSIBLE_CALLBACKS_ENABLED": "", "ANSIBLE_FORCE_COLOR": "0"}
+           "ANSIBLE_FORCE_COLOR": "0"}
     start = time.monotonic()
     run = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inventory), "site.yml", "--skip-tags", SKIP_TAGS],
                          cwd=ROOT, env=env, capture_output=True, text=True, check=False)
