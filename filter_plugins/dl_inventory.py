@@ -302,8 +302,10 @@ def dl_preflight_roles(roles, host_vars) -> list[dict]:
     """The roles' entry points the pre-flight checks on one host, as ``[{name, entry_point}]``.
 
     ``roles`` is validate_inventory_roles: ``{name, entry_points (default
-    [main]), enabled_by (optional)}``. A role whose ``enabled_by`` variable is
-    false for the host (e.g. ``dl_notebooks: false``) is left out there.
+    [main]), enabled_by (optional), group (optional)}``. A role whose
+    ``enabled_by`` variable is false for the host (e.g. ``dl_notebooks:
+    false``), or whose ``group`` the host is not in (e.g. ``monitoring``), is
+    left out there.
     """
     _require_list(roles, "roles", "dl_preflight_roles")
     _require_mapping(host_vars, "host_vars", "dl_preflight_roles")
@@ -314,6 +316,8 @@ def dl_preflight_roles(roles, host_vars) -> list[dict]:
                                      "with a name")
         switch = role.get("enabled_by")
         if switch and switch in host_vars and not boolean(host_vars[switch], strict=False):
+            continue
+        if role.get("group") and role["group"] not in (host_vars.get("group_names") or []):
             continue
         entry_points = role.get("entry_points") or ["main"]
         _require_list(entry_points, f"validate_inventory_roles[{index}].entry_points", "dl_preflight_roles")

@@ -87,6 +87,7 @@ def main() -> int:
     first_step_unix = None
     samples_seen = 0
     final_loss = float("nan")
+    progress = mnist_data.JobProgress(rank, "pytorch")  # live metrics for Prometheus (DL_TEXTFILE_DIR)
     train_start = time.perf_counter()
     for epoch in range(1, hp["epochs"] + 1):
         sampler.set_epoch(epoch)  # a different shuffle each epoch, same on all ranks
@@ -101,11 +102,13 @@ def main() -> int:
             if first_step_unix is None:
                 first_step_unix = time.time()
             samples_seen += len(x)
+            progress.step(len(x))
             loss_sum += loss.item()
             batches += 1
             if hp["step_sleep"] > 0:
                 time.sleep(hp["step_sleep"])
         final_loss = loss_sum / max(batches, 1)
+        progress.epoch(epoch, final_loss)
         print(f"epoch={epoch} loss={final_loss:.4f} rank={rank}", flush=True)
     train_seconds = time.perf_counter() - train_start
 
@@ -118,6 +121,7 @@ def main() -> int:
         counts = torch.stack([correct, torch.tensor(len(ys), device=device)]).double()
     dist.all_reduce(counts)
     test_accuracy = (counts[0] / counts[1]).item()
+    progress.finish(test_accuracy)
 
     os.makedirs(args.output, exist_ok=True)
     if rank == 0:

@@ -129,16 +129,19 @@ def main() -> int:
 
     first_step_unix = None
     final_loss = float("nan")
+    progress = mnist_data.JobProgress(rank, "tensorflow")  # live metrics for Prometheus (DL_TEXTFILE_DIR)
     train_start = time.perf_counter()
     for epoch in range(1, hp["epochs"] + 1):
         loss_sum = 0.0
         for _ in range(steps_per_epoch):
             loss_sum += float(train_step(batches))
+            progress.step(hp["batch_size"])
             if first_step_unix is None:
                 first_step_unix = time.time()
             if hp["step_sleep"] > 0:
                 time.sleep(hp["step_sleep"])
         final_loss = loss_sum / steps_per_epoch  # mean over all workers' samples
+        progress.epoch(epoch, final_loss)
         print(f"epoch={epoch} loss={final_loss:.4f} rank={rank}", flush=True)
     train_seconds = time.perf_counter() - train_start
     samples_seen = hp["epochs"] * steps_per_epoch * hp["batch_size"]  # this worker's share
@@ -147,6 +150,7 @@ def main() -> int:
     # (a plain forward pass, no collective ops).
     predictions = tf.argmax(model(x_test, training=False), axis=1).numpy()
     test_accuracy = float((predictions == y_test).mean())
+    progress.finish(test_accuracy)
 
     os.makedirs(args.output, exist_ok=True)
     if rank == 0:  # only the chief writes the model

@@ -157,6 +157,7 @@ def run_chief(tf, cluster: dict, hp: dict, output: str) -> None:
     iterator = iter(coordinator.create_per_worker_dataset(dataset_fn))
     first_step_unix = None
     final_loss = float("nan")
+    progress = mnist_data.JobProgress(0, "tensorflow")  # the chief's live metrics (DL_TEXTFILE_DIR)
     train_start = time.perf_counter()
     for epoch in range(1, hp["epochs"] + 1):
         # Schedule one epoch of steps; the coordinator hands them to free workers.
@@ -170,6 +171,9 @@ def run_chief(tf, cluster: dict, hp: dict, output: str) -> None:
                 time.sleep(hp["step_sleep"])
         coordinator.join()  # wait for the epoch's steps (re-runs any that a worker lost)
         final_loss = sum(float(r.fetch()) for r in results) / len(results)
+        for _ in results:  # the epoch's steps, counted once they have all run
+            progress.step(batch_size)
+        progress.epoch(epoch, final_loss)
         print(f"epoch={epoch} loss={final_loss:.4f} rank=0", flush=True)
     train_seconds = time.perf_counter() - train_start
     samples_seen = hp["epochs"] * steps_per_epoch * batch_size  # by all workers
@@ -177,6 +181,7 @@ def run_chief(tf, cluster: dict, hp: dict, output: str) -> None:
     # Evaluate on the chief with the trained variables read from the ps tasks.
     predictions = tf.argmax(logits(tf.constant(x_test)), axis=1).numpy()
     test_accuracy = float((predictions == y_test).mean())
+    progress.finish(test_accuracy)
     end_unix = time.time()
     mnist_data.write_metrics(os.path.join(output, "metrics-rank0.json"), {
         "rank": 0,

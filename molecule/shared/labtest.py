@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -43,6 +44,12 @@ def lab_host(name: str):
     import testinfra
 
     return testinfra.get_host(f"ansible://{name}", ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"])
+
+
+@functools.lru_cache(maxsize=None)
+def lab_address(name: str) -> str:
+    """A lab host's address (its ansible_host), read once per test session."""
+    return lab_host(name).ansible.get_variables()["ansible_host"]
 
 
 def run_playbook(playbook: str, *args: str) -> subprocess.CompletedProcess:
@@ -99,6 +106,20 @@ def probe_from_controller(address: str, port: int) -> str:
         except OSError:
             return "timeout"
     return "open"
+
+
+def prometheus_query(expr: str, timeout: float = 10) -> list[dict]:
+    """The result vector of an instant query against the lab's Prometheus (on head), asked from the
+    controller (an admin address, which the firewall lets in)."""
+    import json  # pylint: disable=import-outside-toplevel
+    import urllib.parse  # pylint: disable=import-outside-toplevel
+    import urllib.request  # pylint: disable=import-outside-toplevel
+
+    url = f"http://{lab_address('head')}:9090/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(url, timeout=timeout) as answer:  # noqa: S310 (the lab's own server)
+        body = json.load(answer)
+    assert body["status"] == "success", body
+    return body["data"]["result"]
 
 
 def ntp_reach(host, server: str, attempts: int = 30) -> str:

@@ -98,6 +98,13 @@ def test_preflight_roles_entry_points_and_switch():
         dl_preflight_roles([{"entry_points": []}], {})
 
 
+def test_preflight_roles_of_a_group_only_on_its_members():
+    roles = [{"name": "node_exporter"}, {"name": "prometheus", "group": "monitoring"}]
+    assert [r["name"] for r in dl_preflight_roles(roles, {"group_names": ["dlcluster"]})] == ["node_exporter"]
+    assert [r["name"] for r in dl_preflight_roles(roles, {"group_names": ["dlcluster", "monitoring"]})] == [
+        "node_exporter", "prometheus"]
+
+
 @pytest.mark.parametrize("address,allow,expected", [
     ("0.0.0.0", False, ['jupyter on n1: jupyter_bind_address is "0.0.0.0", which opens Jupyter on every interface']),
     ("", False, ["is empty: no cluster address is known"]),

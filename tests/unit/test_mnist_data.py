@@ -268,3 +268,72 @@ def test_tf_gpus_bad_fraction(monkeypatch, value):
     monkeypatch.setenv("DL_TF_GPU_MEMORY_FRACTION", value)
     with pytest.raises(ValueError, match="DL_TF_GPU_MEMORY_FRACTION"):
         mnist_data.configure_tf_gpus(FakeTF([]))
+
+
+# ------------------------------------------------------------ job progress ----
+
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def _samples(path):
+    """{metric name: value} of a textfile; every sample line must carry the job's labels."""
+    values = {}
+    for line in Path(path).read_text().splitlines():
+        if line.startswith("#"):
+            continue
+        name, labels_value = line.split("{", 1)
+        labels, value = labels_value.rsplit("} ", 1)
+        assert labels == 'job_id="ddp-1",rank="1",framework="pytorch"'
+        values[name] = float(value)
+    return values
+
+
+def test_job_progress_counts_steps_and_rises_every_epoch(tmp_path):
+    clock = FakeClock()
+    env = {"DL_TEXTFILE_DIR": str(tmp_path), "DL_JOB_ID": "ddp-1"}
+    progress = mnist_data.JobProgress(1, "pytorch", interval=5.0, environ=env, clock=clock)
+    path = tmp_path / "dlcluster-job-ddp-1-rank1.prom"
+    progress.step(64)  # the first step is written at once
+    assert _samples(path)["dlcluster_job_steps_total"] == 1
+    clock.now += 1
+    progress.step(64)  # within the interval: counted, not yet written
+    assert _samples(path)["dlcluster_job_steps_total"] == 1
+    clock.now += 1
+    progress.epoch(1, 0.5)  # an epoch always writes
+    first = _samples(path)
+    assert first["dlcluster_job_steps_total"] == 2 and first["dlcluster_job_samples_total"] == 128
+    assert first["dlcluster_job_epoch"] == 1 and first["dlcluster_job_loss"] == 0.5
+    assert first["dlcluster_job_samples_per_second"] == 64.0  # 128 samples in 2 s
+    clock.now += 6
+    progress.step(32)  # past the interval: written
+    assert _samples(path)["dlcluster_job_steps_total"] == 3
+    progress.finish(0.93)
+    assert _samples(path)["dlcluster_job_accuracy"] == 0.93
+    assert [p.name for p in tmp_path.iterdir()] == [path.name], "a temporary file was left behind"
+    assert oct(path.stat().st_mode & 0o777) == "0o664"
+
+
+def test_job_progress_without_the_launcher_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    progress = mnist_data.JobProgress(0, "pytorch", environ={})
+    progress.step(10)
+    progress.epoch(1, 1.0)
+    assert progress.path == "" and list(tmp_path.iterdir()) == []
+
+
+def test_job_progress_does_not_stop_training_when_the_directory_is_gone(tmp_path, capsys):
+    env = {"DL_TEXTFILE_DIR": str(tmp_path / "missing"), "DL_JOB_ID": "j"}
+    progress = mnist_data.JobProgress(0, "pytorch", environ=env)
+    progress.epoch(1, 1.0)
+    progress.epoch(2, 0.9)  # no second complaint: writing is given up
+    assert capsys.readouterr().err.count("job metrics: cannot write") == 1
+
+
+def test_job_progress_escapes_label_values():
+    progress = mnist_data.JobProgress(0, 'py"torch\\', environ={"DL_TEXTFILE_DIR": "/x", "DL_JOB_ID": "a"})
+    assert 'framework="py\\"torch\\\\"' in progress.text()

@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 
-from labtest import ANSIBLE_PLAYBOOK, ROOT, lab_host, run_playbook  # noqa: E402
+from labtest import ANSIBLE_PLAYBOOK, ROOT, lab_host, prometheus_query, run_playbook  # noqa: E402
 
 testinfra_hosts = ["ansible://cpu2"]
 
@@ -65,6 +65,20 @@ def test_bad_specs_fail_before_anything_starts(host, name, fields, message):
         assert host.run(f"systemctl list-units --all --no-legend 'dlcluster-job-{name}*'").stdout.strip() == ""
 
 
+def _scraped_steps(job_id, launcher, timeout=60):
+    """Two different scraped values of the job's step counter, summed over its ranks, rising."""
+    values, deadline = [], time.time() + timeout
+    query = f'sum(dlcluster_job_steps_total{{job_id="{job_id}"}})'
+    while time.time() < deadline and launcher.poll() is None and len(values) < 2:
+        result = prometheus_query(query)  # a new value is a new scrape
+        if result and (not values or result[0]["value"][1] != values[-1]):
+            values.append(result[0]["value"][1])
+        time.sleep(2)
+    assert len(values) == 2 and float(values[1]) > float(values[0]), \
+        f"the step counter of {job_id} did not rise in Prometheus while the job ran: {values}"
+    return values
+
+
 def test_a_killed_rank_stops_the_job_within_60s(host):
     name = "lab-fault"
     argv = [ANSIBLE_PLAYBOOK, "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(ROOT / "playbooks/train.yml"),
@@ -84,6 +98,8 @@ def test_a_killed_rank_stops_the_job_within_60s(host):
     if not worker:
         launcher.kill()
         pytest.fail(f"the job's rank on cpu2 never started training:\n{launcher.communicate()[0][-3000:]}")
+    # While it trains, its progress counter rises in Prometheus between two scrapes (5 s apart in the lab).
+    _scraped_steps(name, launcher)
     with host.sudo():
         assert host.run(f"kill -9 {worker}").rc == 0
     killed = time.time()

@@ -47,6 +47,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 
 NUM_PIXELS = 28 * 28
 NUM_CLASSES = 10
@@ -234,6 +235,88 @@ def write_metrics(path: str, metrics: dict) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+class JobProgress:
+    """A rank's live progress as a Prometheus textfile the node exporter reads.
+
+    The launcher sets DL_TEXTFILE_DIR (the textfile collector's directory) and
+    DL_JOB_ID when the host runs a node exporter; without them this does
+    nothing. ``step()`` counts steps and rewrites the file at most every
+    ``interval`` seconds; ``epoch()`` and ``finish()`` always rewrite it, so the
+    counters rise at least once per epoch while the job runs. Metrics (labels
+    job_id, rank, framework): dlcluster_job_steps_total, dlcluster_job_epoch,
+    dlcluster_job_samples_total, dlcluster_job_samples_per_second,
+    dlcluster_job_loss and, after the run, dlcluster_job_accuracy. The
+    launcher's own writer adds the job's state and exit code per host.
+    """
+
+    HELP = {
+        "dlcluster_job_steps_total": ("counter", "Training steps this rank has finished."),
+        "dlcluster_job_samples_total": ("counter", "Training samples this rank has processed."),
+        "dlcluster_job_epoch": ("gauge", "Last epoch this rank finished."),
+        "dlcluster_job_samples_per_second": ("gauge", "This rank's training throughput over the last epoch."),
+        "dlcluster_job_loss": ("gauge", "Mean training loss of the last epoch."),
+        "dlcluster_job_accuracy": ("gauge", "Test accuracy at the end of the run."),
+    }
+
+    def __init__(self, rank: int, framework: str, interval: float = 1.0, environ=None, clock=None):
+        environ = os.environ if environ is None else environ
+        self._clock = clock or time.monotonic
+        folder, job_id = environ.get("DL_TEXTFILE_DIR", ""), environ.get("DL_JOB_ID", "")
+        self.path = os.path.join(folder, f"dlcluster-job-{job_id}-rank{rank}.prom") if folder and job_id else ""
+        self.labels = {"job_id": job_id, "rank": str(rank), "framework": framework}
+        self.interval = interval
+        self.values = {"dlcluster_job_steps_total": 0, "dlcluster_job_samples_total": 0, "dlcluster_job_epoch": 0}
+        self._written = None
+        self._epoch_start = (self._clock(), 0)
+
+    def step(self, samples: int, loss: float | None = None) -> None:
+        self.values["dlcluster_job_steps_total"] += 1
+        self.values["dlcluster_job_samples_total"] += samples
+        if self._written is None or self._clock() - self._written >= self.interval:
+            self.write()
+
+    def epoch(self, epoch: int, loss: float) -> None:
+        now, samples = self._clock(), self.values["dlcluster_job_samples_total"]
+        started, samples_before = self._epoch_start
+        if now > started:
+            self.values["dlcluster_job_samples_per_second"] = round((samples - samples_before) / (now - started), 3)
+        self._epoch_start = (now, samples)
+        self.values["dlcluster_job_epoch"] = epoch
+        self.values["dlcluster_job_loss"] = loss
+        self.write()
+
+    def finish(self, accuracy: float) -> None:
+        self.values["dlcluster_job_accuracy"] = accuracy
+        self.write()
+
+    def text(self) -> str:
+        labels = ",".join(f'{key}="{_escape_label(value)}"' for key, value in self.labels.items())
+        lines = []
+        for name, value in self.values.items():
+            kind, help_text = self.HELP[name]
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name}{{{labels}}} {float(value)!r}"]
+        return "\n".join(lines) + "\n"
+
+    def write(self) -> None:
+        """Replace the file atomically (a scrape never reads half of it); errors do not stop training."""
+        self._written = self._clock()
+        if not self.path:
+            return
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".dlcluster-job-", suffix=".tmp", dir=os.path.dirname(self.path))
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(self.text())
+            os.chmod(tmp, 0o664)
+            os.replace(tmp, self.path)
+        except OSError as error:
+            print(f"job metrics: cannot write {self.path}: {error}", file=sys.stderr, flush=True)
+            self.path = ""
+
+
+def _escape_label(value: str) -> str:
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
 # ------------------------------------------------------ command lines ------
