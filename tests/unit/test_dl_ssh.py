@@ -41,6 +41,47 @@ def test_crypto_matches_ssh_audit_hardened_policy(version):
     assert crypto["host_key_algorithms"] == policy["host_keys"]
 
 
+def newest_distro_policies():
+    """{('Debian', '12'): (name, policy), ...}: the newest server policy of each distribution release."""
+    newest = {}
+    for name, policy in BUILTIN_POLICIES.items():
+        match = re.fullmatch(r"Hardened (Debian|Ubuntu Server) (\d+(?:\.\d+)?)(?: LTS)? \(version (\d+)\)", name)
+        if match and policy.get("server_policy"):
+            key, revision = (match.group(1).split()[0], match.group(2)), int(match.group(3))
+            if key not in newest or revision > newest[key][0]:
+                newest[key] = (revision, name, policy)
+    return {key: (name, policy) for key, (_, name, policy) in newest.items()}
+
+
+DISTRO_POLICIES = newest_distro_policies()
+# The distributions the roles support, with the OpenSSH each ships and the facts Ansible reports.
+SUPPORTED = [("Debian", "12", "9.2", "12.8"), ("Debian", "13", "10.0", "13.1"),
+             ("Ubuntu", "22.04", "8.9", "22.04"), ("Ubuntu", "24.04", "9.6", "24.04")]
+
+
+@pytest.mark.parametrize("distribution,release,openssh,fact", SUPPORTED)
+def test_crypto_matches_the_distribution_policy(distribution, release, openssh, fact):
+    name, policy = DISTRO_POLICIES[(distribution, release)]
+    crypto = dl_ssh_crypto(openssh, distribution, fact)
+    assert crypto["policy"] == name
+    assert crypto["kex"] == [k for k in policy["kex"] if k not in SERVER_MARKERS]
+    assert crypto["ciphers"] == policy["ciphers"]
+    assert crypto["macs"] == policy["macs"]
+    assert crypto["host_key_algorithms"] == policy["host_keys"]
+
+
+def test_every_supported_distribution_has_a_policy_in_the_pinned_ssh_audit():
+    assert {(d, r) for d, r, _, _ in SUPPORTED} <= set(DISTRO_POLICIES)
+
+
+@pytest.mark.parametrize("distribution,release", [("Rocky", "9.4"), ("Debian", "11.9"), ("", ""), (None, None)])
+def test_other_distributions_fall_back_to_the_openssh_version_policy(distribution, release):
+    crypto = dl_ssh_crypto("9.2", distribution, release)
+    assert crypto["policy"] == "Hardened OpenSSH Server v9.2"
+    assert crypto["kex"] == [k for k in POLICIES["9.2"]["kex"] if k not in SERVER_MARKERS]
+    assert crypto["host_key_algorithms"] == POLICIES["9.2"]["host_keys"]
+
+
 def test_version_gated_settings():
     assert dl_ssh_crypto("9.2")["supports"]["required_rsa_size"] is True
     assert dl_ssh_crypto("8.9")["supports"]["required_rsa_size"] is False
