@@ -50,19 +50,22 @@ def dl_edition(hardware, forced="auto", host="this host") -> str:
 def dl_cpu_variant(flags) -> dict:
     """The CPU-optimised variant for a set of /proc/cpuinfo flags.
 
-    Returns {'variant', 'generations', 'onednn', 'isa'}; a CPU without SSE4.2
-    (older than Westmere) is 'generic'.
+    Returns {'variant', 'generations', 'onednn', 'isa', 'bf16'}; a CPU without
+    SSE4.2 (older than Westmere) is 'generic'. ``bf16`` says the CPU computes in
+    bfloat16 natively (AVX512_BF16 or AMX-BF16): mixed precision on the CPU only
+    pays off there (the benchmark's bf16 configuration).
     """
     if isinstance(flags, str):
         flags = flags.split()
     if not isinstance(flags, (list, tuple, set)):
         raise AnsibleFilterError(f"dl_cpu_variant: flags must be a list, got {type(flags).__name__}")
     present = set(flags)
+    bf16 = bool({"avx512_bf16", "amx_bf16"} & present)
     for variant, needed, generations, onednn in CPU_VARIANTS:
         if set(needed) <= present:
             isa = [name for name, wanted, _, _ in reversed(CPU_VARIANTS) if set(wanted) <= present]
-            return {"variant": variant, "generations": generations, "onednn": onednn, "isa": isa}
-    return {"variant": "generic", "generations": "older than Westmere", "onednn": False, "isa": []}
+            return {"variant": variant, "generations": generations, "onednn": onednn, "isa": isa, "bf16": bf16}
+    return {"variant": "generic", "generations": "older than Westmere", "onednn": False, "isa": [], "bf16": bf16}
 
 
 def dl_thread_env(physical_cores, inter_op=2) -> dict:

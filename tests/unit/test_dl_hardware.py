@@ -92,6 +92,16 @@ def test_cpu_variant_of_every_generation(tmp_path, sample, variant, onednn):
     assert result["variant"] == variant and result["onednn"] is onednn
 
 
+@pytest.mark.parametrize("flags,bf16", [
+    ("sse4_2 avx avx2 fma avx512f avx512bw avx512vl", False),               # Skylake-SP, Ice Lake
+    ("sse4_2 avx avx2 fma avx512f avx512bw avx512vl avx512_bf16", True),   # Cooper Lake, Zen 4
+    ("sse4_2 avx avx2 fma avx512f avx512bw avx512vl amx_tile amx_bf16", True),
+    ("sse4_2 avx avx2 fma", False),
+])
+def test_cpu_bf16_capability(flags, bf16):
+    assert dl_cpu_variant(flags)["bf16"] is bf16
+
+
 def test_cpu_variant_isa_ladder():
     assert dl_cpu_variant("sse4_2 avx avx2 fma avx512f avx512bw avx512vl")["isa"] == [
         "baseline", "avx", "avx2", "avx512"]
