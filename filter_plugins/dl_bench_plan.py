@@ -112,7 +112,13 @@ def dl_bench_argv(config) -> list[str]:
 
 def dl_bench_json(result) -> dict:
     """The JSON object dlbench.py printed last in a registered command result (or its stdout); a run that
-    printed none becomes ``{ok: false, error}`` with the end of its error output, never a figure."""
+    printed none becomes ``{ok: false, error}`` with the end of its error output, never a figure. A loop
+    result's config (``item``) is kept under it, so a failed run still says what it was."""
+    item = result.get("item") if isinstance(result, dict) and isinstance(result.get("item"), dict) else {}
+    return {**item, **_last_json(result)}
+
+
+def _last_json(result) -> dict:
     if isinstance(result, dict):
         stdout, stderr, rc = str(result.get("stdout") or ""), str(result.get("stderr") or ""), result.get("rc")
     else:

@@ -339,18 +339,25 @@ def flatten_versions(versions: dict, prefix: str = "") -> dict:
     return flat
 
 
-def dl_bench_version_skew(versions) -> dict:
+# Keys of dlbench.py's `versions` object that are bookkeeping, not versions.
+VERSION_BOOKKEEPING = ("kind", "ok", "error", "host")
+
+
+def dl_bench_version_skew(versions, ignore=VERSION_BOOKKEEPING) -> dict:
     """Keys on which hosts report different versions: {key: {value: [hosts]}}.
 
-    `versions` is {host: {torch: .., nvidia_driver: .., ...}}; nested mappings are flattened to
-    dotted keys ("torch.cuda"). Only differing values that are present are skew: a host where a
-    key is missing or None (a CPU host has no nvidia_driver) does not count, so a key is listed
-    when at least two different non-null values are reported. Values are compared as text;
-    hosts are listed in name order.
+    `versions` is {host: {torch: .., nvidia_driver: .., ...}} (dlbench.py's `versions` objects);
+    nested mappings are flattened to dotted keys ("torch.cuda"); keys in `ignore` (by default
+    dlbench's kind, ok, error and host) are not compared. Only differing values that are present
+    are skew: a host where a key is missing or None (a CPU host has no nvidia_driver) does not
+    count, so a key is listed when at least two different non-null values are reported. Values
+    are compared as text; hosts are listed in name order.
     """
     name = "dl_bench_version_skew"
     if not isinstance(versions, dict):
         _fail(name, f"versions must be a mapping of host to its versions, got {type(versions).__name__}")
+    if isinstance(ignore, str) or not isinstance(ignore, (list, tuple, set)):
+        _fail(name, f"ignore must be a list of keys, got {ignore!r}")
     seen: dict[str, dict[str, list]] = {}
     for host in sorted(versions):
         entry = versions[host]
@@ -359,7 +366,7 @@ def dl_bench_version_skew(versions) -> dict:
         if not isinstance(entry, dict):
             _fail(name, f"the versions of {host} must be a mapping, got {type(entry).__name__}")
         for key, value in flatten_versions(entry).items():
-            if value is None or value == "":
+            if key in ignore or value is None or value == "":
                 continue
             seen.setdefault(key, {}).setdefault(str(value), []).append(host)
     return {key: values for key, values in sorted(seen.items()) if len(values) > 1}

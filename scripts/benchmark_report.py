@@ -21,7 +21,12 @@ The input (results.json):
      "network": {"links": [{a, b, gbit_per_s, latency_ms}], "pairs_total", "pairs_measured", "sampled"},
      "allreduce": {"ok", "backend", "world_size", "hosts", "rows": [{bytes, time_us, algbw_gbps,
                    busbw_gbps}]} or null}
-Optional settings: "link_share" (default 0.5) and "min_class_size" (default 3).
+A resnet row with ok false may carry only {"ok": false, "error"} (what dl_bench_json makes of a run
+that printed no result): it is a table row with its error, never a figure. Optional per host:
+"skipped" (sentences: runs the plan left out) and "cpu_quota" (a host slowed on purpose); optional
+network key "hosts_unmeasured". Optional settings: "link_share" (default 0.5) and "min_class_size"
+(default 3). The versions' bookkeeping keys (kind, ok, error, host) and hardware keys (cpu_model,
+cpu_flags_bf16) are not versions: left out of the versions table and of the skew.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from dl_benchmark import (  # noqa: E402
     dl_bench_outliers,
     dl_bench_version_skew,
     flatten_versions,
+    VERSION_BOOKKEEPING,
 )
 
 EXIT_BAD_INPUT = 2
@@ -88,7 +94,11 @@ TABLE_HEADER = ("host", "class", "framework", "mode", "precision", "setup", "bat
 CSV_FIELDS = ("source", "host", "class", "device_type", "config", "framework", "mode", "precision", "device",
               "gpus", "threads", "onednn", "batch", "image_size", "images_per_second", "ms_per_step",
               "ms_per_image", "ok", "error")
-RESNET_REQUIRED = ("framework", "mode", "precision", "batch", "ok")
+# What an ok run must carry; a failed run may be only {"ok": false, "error"} (dlbench.py crashed, or
+# dl_bench_json found no result), and is shown with its error.
+RESNET_REQUIRED = ("framework", "mode", "precision", "batch")
+# dlbench.py's `versions` keys that are not versions: left out of the versions table and the skew.
+NOT_VERSIONS = (*VERSION_BOOKKEEPING, "cpu_model", "cpu_flags_bf16")
 
 
 class BadInput(Exception):
@@ -120,9 +130,11 @@ def load(path: Path) -> dict:
         for i, row in enumerate(resnet):
             if not isinstance(row, dict):
                 raise BadInput(f"hosts.{host}.resnet[{i}] must be an object")
+            if "ok" not in row:
+                raise BadInput(f"hosts.{host}.resnet[{i}] lacks ok (dlbench.py's result objects carry it)")
             missing = [key for key in RESNET_REQUIRED if key not in row]
-            if missing:
-                raise BadInput(f"hosts.{host}.resnet[{i}] lacks {', '.join(missing)}")
+            if row["ok"] and missing:
+                raise BadInput(f"hosts.{host}.resnet[{i}] is ok but lacks {', '.join(missing)}")
             if row["ok"] and not _positive(row.get("images_per_second")):
                 raise BadInput(f"hosts.{host}.resnet[{i}] is ok but has no positive images_per_second")
         if not isinstance(entry.get("versions") or {}, dict):
@@ -144,25 +156,39 @@ def _positive(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
-def config_key(row: dict) -> str:
-    """framework/mode/precision/device, then the GPU count on GPUs and onednn-off where oneDNN was off."""
+def onednn_state(row: dict) -> str | None:
+    """dlbench.py's onednn ("on"/"off", None when the framework's default was kept) as "on"/"off"/None."""
+    value = row.get("onednn")
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return "off" if str(value).lower() in ("off", "0", "false") else "on"
+
+
+def config_key(row: dict, index: int) -> str:
+    """framework/mode/precision/device, then the GPU count on GPUs and onednn-off where oneDNN was off.
+    A failed run that did not say what it ran is "unknown run <n>"."""
+    if not row.get("framework"):
+        return f"unknown run {index + 1}"
     parts = [str(row.get(k)) for k in ("framework", "mode", "precision")] + [str(row.get("device") or "cpu")]
     if row.get("gpus"):
         parts.append(f"{row['gpus']}gpu")
-    if row.get("onednn") is False:
+    if onednn_state(row) == "off":
         parts.append("onednn-off")
     return "/".join(parts)
 
 
 def setup_text(row: dict) -> str:
-    device = str(row.get("device") or "cpu")
-    bits = [device]
+    if not row.get("framework") and not row.get("device"):
+        return "—"
+    bits = [str(row.get("device") or "cpu")]
     if row.get("gpus"):
         bits.append(f"× {row['gpus']} GPU" + ("s" if row["gpus"] != 1 else ""))
     if row.get("threads"):
         bits.append(f"{row['threads']} threads")
-    if row.get("onednn") is not None:
-        bits.append(f"oneDNN {'on' if row['onednn'] else 'off'}")
+    if onednn_state(row):
+        bits.append(f"oneDNN {onednn_state(row)}")
     return ", ".join(bits)
 
 
@@ -174,7 +200,7 @@ def build_rows(data: dict) -> list[dict]:
             hw = dl_bench_hardware_class(entry)
         except AnsibleFilterError as err:
             raise BadInput(f"hosts.{host}: {err}") from err
-        keys = [config_key(r) for r in entry.get("resnet", [])]
+        keys = [config_key(r, i) for i, r in enumerate(entry.get("resnet", []))]
         for raw, key in zip(entry.get("resnet", []), keys):
             if keys.count(key) > 1:  # two runs differing only in threads or batch (e.g. default vs tuned)
                 key = f"{key}/b{raw.get('batch')}/{raw.get('threads')}t"
@@ -187,7 +213,7 @@ def build_rows(data: dict) -> list[dict]:
                 "source": "measured", "host": host, "class": hw["class"], "device_type": hw["device_type"],
                 "config": key, "framework": raw.get("framework"), "mode": raw.get("mode"),
                 "precision": raw.get("precision"), "device": raw.get("device"), "gpus": raw.get("gpus"),
-                "threads": raw.get("threads"), "onednn": raw.get("onednn"), "batch": raw.get("batch"),
+                "threads": raw.get("threads"), "onednn": onednn_state(raw), "batch": raw.get("batch"),
                 "image_size": raw.get("image_size"), "images_per_second": ips,
                 "ms_per_step": raw.get("ms_per_step") if ok else None, "ms_per_image": ms_image if ok else None,
                 "ok": ok, "error": None if ok else str(raw.get("error") or "failed without a message"),
@@ -199,8 +225,9 @@ def build_rows(data: dict) -> list[dict]:
 def seed_rows() -> list[dict]:
     rows = []
     for env, cpu, memory, gpus, batch, mode, ips, step_ms in SEED_REFERENCE:
-        setup = f"{env}, {cpu}, {memory}" + (f", {gpus} GPU" + ("s" if gpus > 1 else "") if gpus else "")
-        rows.append({"source": SEED_LABEL, "host": SEED_LABEL, "class": env, "framework": "TensorFlow (seed)",
+        setup = f"{cpu}, {memory}" + (f", {gpus} GPU" + ("s" if gpus > 1 else "") if gpus else "")
+        framework = "TensorFlow 1.14.0" if env.startswith("ROCm") else "TensorFlow 1.7.0"
+        rows.append({"source": SEED_LABEL, "host": SEED_LABEL, "class": env, "framework": framework,
                      "mode": mode, "precision": "not stated", "setup": setup, "gpus": gpus, "batch": batch,
                      "images_per_second": ips, "ms_per_step": None, "ms_per_image": step_ms, "ok": True,
                      "error": None})
@@ -259,7 +286,8 @@ def resnet_table(rows: list[dict], seeds: list[dict]) -> list[str]:
         else:
             figures = [f"failed: {r['error']}", "—", "—"]
         host = f"*{r['host']}*" if r["source"] != "measured" else r["host"]
-        lines.append([host, r["class"], r["framework"], r["mode"], r["precision"], r["setup"], fmt(r["batch"]),
+        lines.append([host, r["class"], fmt(r["framework"]), fmt(r["mode"]), fmt(r["precision"]), r["setup"],
+                      fmt(r["batch"]),
                       *figures])
     return md_table(TABLE_HEADER, lines)
 
@@ -311,7 +339,7 @@ def plot_all(out_dir: Path, stem: str, data: dict, rows: list[dict], ar_rows: li
         fig, ax = plt.subplots(figsize=(max(6.0, 1.0 + len(hosts) * (0.4 + 0.25 * len(configs))), 4.5))
         x = np.arange(len(hosts))
         for i, config in enumerate(configs):
-            heights = [value.get((h, config), 0.0) for h in hosts]
+            heights = [value.get((h, config), math.nan) for h in hosts]
             ax.bar(x - 0.4 + width * (i + 0.5), heights, width, label=config)
         figures = list(value.values())
         if max(figures) / max(min(figures), 1e-9) > 50:
@@ -344,15 +372,16 @@ def plot_all(out_dir: Path, stem: str, data: dict, rows: list[dict], ar_rows: li
             grid[pos[lk["a"]], pos[lk["b"]]] = grid[pos[lk["b"]], pos[lk["a"]]] = lk["gbit_per_s"]
         size = max(4.0, 1.5 + 0.5 * len(hosts))
         fig, ax = plt.subplots(figsize=(size + 1.2, size))
-        cmap = plt.get_cmap("viridis").copy()
-        cmap.set_bad("white")
+        cmap = plt.get_cmap("viridis").with_extremes(bad="white")
         image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap)
+        middle = (np.nanmin(grid) + np.nanmax(grid)) / 2
         fig.colorbar(image, ax=ax, label="Gbit/s")
         if len(hosts) <= 16:
             for i in range(len(hosts)):
                 for j in range(len(hosts)):
                     if not np.isnan(grid[i, j]):
-                        ax.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center", fontsize=7, color="white")
+                        ax.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center", fontsize=7,
+                                color="black" if grid[i, j] > middle else "white")
         ax.set_xticks(range(len(hosts)))
         ax.set_yticks(range(len(hosts)))
         ax.set_xticklabels(hosts, rotation=45, ha="right")
@@ -374,6 +403,10 @@ def plot_all(out_dir: Path, stem: str, data: dict, rows: list[dict], ar_rows: li
         ax.plot(xs, [r["busbw_gbps"] for r in points], marker="o", label="bus bandwidth")
         ax.plot(xs, [r["algbw_gbps"] for r in points], marker="s", label="algorithm bandwidth")
         ax.set_xscale("log", base=2)
+        if len(xs) <= 12:
+            ax.set_xticks(xs)
+            ax.set_xticklabels([human_bytes(x) for x in xs], rotation=30, ha="right")
+            ax.minorticks_off()
         ax.set_xlabel("message size (bytes)")
         ax.set_ylabel("GB/s")
         allreduce = data.get("allreduce") or {}
@@ -397,10 +430,18 @@ def write_markdown(stem: str, data: dict, rows: list[dict], seeds: list[dict], a
     out.append(f"Started {data.get('started', 'at an unknown time')}; {len(data['hosts'])} host(s). Settings: "
                + ", ".join(f"{k} {v}" for k, v in settings.items()) + ".")
     out += ["", "## ResNet-50", ""]
-    out.append("Synthetic data; images/s over the measured steps (warm-up excluded). ms/step is the time of one "
-               "training or inference step of the whole batch on all the run's GPUs; ms/image is 1000 ÷ images/s. "
+    out.append("Synthetic data; images/s over the measured steps (warm-up excluded), all of a run's GPUs together. "
+               "ms/step is the mean time of one step (the batch on each GPU); ms/image is 1000 ÷ images/s. "
                "A failed run shows its error instead of figures.")
     out += [""] + resnet_table(rows, seeds) + [""]
+    for host, entry in data["hosts"].items():
+        for reason in entry.get("skipped") or []:
+            out.append(f"- {host}: not run: {reason}.")
+        if entry.get("cpu_quota"):
+            out.append(f"- {host} ran under a CPU quota of {entry['cpu_quota']} (benchmark_cpu_quota): "
+                       "slowed on purpose.")
+    if out[-1].startswith("- "):
+        out.append("")
     out.append(f"Rows in italics are the {SEED_LABEL}: {SEED_NOTE} Source: {SEED_SOURCE}.")
 
     out += ["", "## Network", ""]
@@ -410,6 +451,8 @@ def write_markdown(stem: str, data: dict, rows: list[dict], seeds: list[dict], a
     out.append(f"iperf3 between host pairs, in parallel rounds of disjoint pairs: {measured} of {total} pairs "
                f"measured" + (" (a sample: above the configured host count not every pair is measured)."
                               if network.get("sampled") else "."))
+    if network.get("hosts_unmeasured"):
+        out.append(f"Hosts in no measured pair: {', '.join(map(str, network['hosts_unmeasured']))}.")
     if links:
         out += [""] + md_table(("host a", "host b", "Gbit/s", "latency (ms)"),
                                [[lk.get("a"), lk.get("b"), fmt(lk.get("gbit_per_s")) if lk.get("gbit_per_s")
@@ -442,8 +485,8 @@ def write_markdown(stem: str, data: dict, rows: list[dict], seeds: list[dict], a
                           f"{o['share_below']:.0%}", o["basis"]] for o in slow["outliers"]])
     else:
         out.append("No host is slower than that.")
-    for note in slow["notes"]:
-        out += ["", f"- {note}"]
+    if slow["notes"]:
+        out += [""] + [f"- {note}" for note in slow["notes"]]
     out += ["", links_slow["rule"], ""]
     if links_slow["outliers"]:
         out += md_table(("host", "median Gbit/s", "all hosts' median", "below median", "links"),
@@ -457,16 +500,21 @@ def write_markdown(stem: str, data: dict, rows: list[dict], seeds: list[dict], a
     out += ["", "## Versions", ""]
     skew = analysis["version_skew"]
     flat = {h: flatten_versions(e.get("versions") or {}) for h, e in data["hosts"].items()}
-    keys = sorted({k for v in flat.values() for k in v})
+    for host, versions in flat.items():
+        if versions.get("ok") is False:
+            out.append(f"- {host}: the versions could not be read: {versions.get('error') or 'no message'}.")
+    if out[-1].startswith("- "):
+        out.append("")
+    keys = sorted({k for v in flat.values() for k in v if k not in NOT_VERSIONS})
     if keys:
         header = ["host"] + [f"{k} (differs)" if k in skew else k for k in keys]
         out += md_table(header, [[h] + [fmt(flat[h].get(k)) if k not in skew or flat[h].get(k) is None
                                         else f"**{flat[h][k]}**" for k in keys] for h in flat])
         out.append("")
         if skew:
-            out.append("Differences: " + "; ".join(
-                f"{k}: " + ", ".join(f"{v} on {', '.join(hs)}" for v, hs in vals.items())
-                for k, vals in skew.items()) + ". A key a host does not report is not a difference.")
+            out.append("Differences (a key a host does not report is not a difference):")
+            out += [""] + md_table(("version", "value", "hosts"),
+                                   [[k, v, ", ".join(hs)] for k, vals in skew.items() for v, hs in vals.items()])
         else:
             out.append("Every host reports the same versions (a key a host does not report is not a difference).")
     else:
@@ -494,7 +542,8 @@ def analyse(data: dict, rows: list[dict]) -> dict:
             share=settings.get("share", 0.2), min_class_size=settings.get("min_class_size", 3))
         links = dl_bench_link_outliers((data.get("network") or {}).get("links") or [],
                                        share=settings.get("link_share", 0.5))
-        skew = dl_bench_version_skew({h: e.get("versions") or {} for h, e in data["hosts"].items()})
+        skew = dl_bench_version_skew({h: e.get("versions") or {} for h, e in data["hosts"].items()},
+                                     ignore=NOT_VERSIONS)
     except AnsibleFilterError as err:
         raise BadInput(str(err)) from err
     return {"outliers": outliers, "link_outliers": links, "version_skew": skew}

@@ -97,6 +97,14 @@ def test_a_run_without_json_is_an_error_not_a_figure():
     assert dl_bench_json({"stdout": "{broken", "rc": 1})["ok"] is False
 
 
+def test_a_loop_result_keeps_its_config():
+    item = {"framework": "pytorch", "mode": "train", "precision": "bf16"}
+    failed = dl_bench_json({"item": item, "stdout": "", "stderr": "Killed", "rc": 137})
+    assert failed == {**item, "ok": False, "error": "no result (exit status 137): Killed"}
+    ran = dl_bench_json({"item": item, "stdout": '{"ok": true, "precision": "bf16", "images_per_second": 5}'})
+    assert ran["images_per_second"] == 5 and ran["mode"] == "train"
+
+
 def test_registered():
     assert set(FilterModule().filters()) == {"dl_bench_settings_problems", "dl_bench_configs", "dl_bench_argv",
                                              "dl_bench_json"}

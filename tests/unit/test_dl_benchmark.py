@@ -287,6 +287,13 @@ def test_version_skew_flattens_nested_versions():
     assert skew == {"tensorflow.version": {"2.17": ["a"], "2.16": ["b"]}}
 
 
+def test_version_skew_leaves_out_bookkeeping_and_ignored_keys():
+    versions = {"a": {"kind": "versions", "ok": True, "host": "a.lab", "torch": "2.5", "cpu_model": "Xeon"},
+                "b": {"kind": "versions", "ok": True, "host": "b.lab", "torch": "2.5", "cpu_model": "EPYC"}}
+    assert dl_bench_version_skew(versions, ignore=["kind", "ok", "host", "cpu_model"]) == {}
+    assert list(dl_bench_version_skew(versions)) == ["cpu_model"]  # host, kind and ok are ignored by default
+
+
 def test_no_skew():
     assert dl_bench_version_skew({"a": {"torch": "2.5"}, "b": {"torch": "2.5"}, "c": None}) == {}
 
@@ -298,6 +305,8 @@ def test_no_skew():
 def test_version_skew_bad_input(versions, why):
     with pytest.raises(AnsibleFilterError, match=f"^dl_bench_version_skew: {why}"):
         dl_bench_version_skew(versions)
+    with pytest.raises(AnsibleFilterError, match="^dl_bench_version_skew: ignore must be a list of keys"):
+        dl_bench_version_skew({}, ignore="host")
 
 
 def test_filters_are_registered():

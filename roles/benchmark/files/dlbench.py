@@ -18,7 +18,11 @@ Subcommands
                 --onednn on|off  --memory-format auto|channels_last|contiguous
                 --model-source auto|torchvision|dlbench
               PyTorch uses torchvision.models.resnet50(weights=None) when
-              torchvision imports, otherwise RESNET50 below (same architecture).
+              torchvision imports, otherwise build_resnet50_torch() below (same
+              architecture): "model": "resnet50_v1.5". Keras uses
+              keras.applications.ResNet50(weights=None), which is ResNet-50 v1
+              (stride on the block's first 1x1 convolution, convolutions with
+              biases): "model": "resnet50_v1", reported as such.
   allreduce   all_reduce bandwidth from --min-bytes to --max-bytes (x --factor),
               run under torchrun; gloo on CPU, NCCL (RCCL on ROCm) on CUDA.
               algbw = bytes / time, busbw = algbw * 2(n-1)/n, in GB/s (1e9),
@@ -514,8 +518,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _ddp_worker(rank: int, world: int, port: int, opts: dict[str, Any], queue) -> None:
-    """One rank of a single-node DDP run (torch.multiprocessing.spawn target)."""
+def _ddp_worker(rank: int, world: int, port: int, opts: dict[str, Any], queue,
+                device_type: str = "cuda") -> None:
+    """One rank of a single-node DDP run (torch.multiprocessing.spawn target).
+
+    device_type "cuda" (NCCL, RCCL on ROCm) is what `resnet --gpus K` runs;
+    "cpu" (gloo) exists so the spawn/gather plumbing can be exercised without a GPU."""
     # pylint: disable=import-outside-toplevel
     import datetime
 
@@ -525,16 +533,19 @@ def _ddp_worker(rank: int, world: int, port: int, opts: dict[str, Any], queue) -
 
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)
-    torch.cuda.set_device(rank)
-    torch.backends.cudnn.benchmark = True
-    device = torch.device("cuda", rank)
-    dist.init_process_group("nccl", rank=rank, world_size=world,
+    if device_type == "cuda":
+        torch.cuda.set_device(rank)
+        torch.backends.cudnn.benchmark = True
+        device, backend, device_ids = torch.device("cuda", rank), "nccl", [rank]
+    else:
+        device, backend, device_ids = torch.device("cpu"), "gloo", None
+    dist.init_process_group(backend, rank=rank, world_size=world,
                             timeout=datetime.timedelta(seconds=600))
     try:
         model, _ = torch_resnet50(opts["model_source"])
         if opts["memory_format"] == "channels_last":
             model = model.to(memory_format=torch.channels_last)
-        model = DistributedDataParallel(model.to(device), device_ids=[rank])
+        model = DistributedDataParallel(model.to(device), device_ids=device_ids)
         seconds = torch_steps(model, opts, device)
         gathered: list = [None] * world
         dist.all_gather_object(gathered, seconds)
@@ -542,6 +553,17 @@ def _ddp_worker(rank: int, world: int, port: int, opts: dict[str, Any], queue) -
             queue.put(gathered)
     finally:
         dist.destroy_process_group()
+
+
+def ddp_step_seconds(opts: dict[str, Any], gpus: int, device_type: str = "cuda") -> list[float]:
+    """Spawn one process per GPU; each measured step's seconds is its slowest rank's
+    (DDP steps are synchronous)."""
+    import torch.multiprocessing as mp  # pylint: disable=import-outside-toplevel
+
+    queue = mp.get_context("spawn").Queue()
+    mp.spawn(_ddp_worker, args=(gpus, _free_port(), opts, queue, device_type), nprocs=gpus, join=True)
+    per_rank = queue.get(timeout=60)
+    return [max(rank[i] for rank in per_rank) for i in range(len(per_rank[0]))]
 
 
 def run_resnet_pytorch(args: argparse.Namespace, cpu: dict[str, Any]) -> dict[str, Any]:
@@ -571,19 +593,13 @@ def run_resnet_pytorch(args: argparse.Namespace, cpu: dict[str, Any]) -> dict[st
     # Which model: decided here (also for DDP ranks, which follow the same source).
     model, source = torch_resnet50(opts["model_source"])
     opts["model_source"] = source
+    result["model"] = "resnet50_v1.5"
     result["model_source"] = source
     result["parameters"] = sum(p.numel() for p in model.parameters())
 
     if args.device == "cuda" and args.gpus > 1:
-        import torch.multiprocessing as mp  # pylint: disable=import-outside-toplevel
-
         del model
-        context = mp.get_context("spawn")
-        queue = context.Queue()
-        mp.spawn(_ddp_worker, args=(args.gpus, _free_port(), opts, queue), nprocs=args.gpus, join=True)
-        per_rank = queue.get(timeout=60)
-        # DDP steps are synchronous: a step lasts as long as its slowest rank.
-        seconds = [max(rank[i] for rank in per_rank) for i in range(len(per_rank[0]))]
+        seconds = ddp_step_seconds(opts, args.gpus)
         result["distributed"] = "DistributedDataParallel (nccl, one process per GPU)"
     else:
         device = torch.device("cuda", 0) if args.device == "cuda" else torch.device("cpu")
@@ -663,6 +679,9 @@ def run_resnet_keras(args: argparse.Namespace, cpu: dict[str, Any]) -> dict[str,
     return {
         "framework_version": keras.__version__,
         "tensorflow_version": tf.__version__,
+        # Keras' ResNet50 is v1: the stride is on the block's first 1x1 convolution,
+        # and its convolutions have biases (25,636,712 parameters).
+        "model": "resnet50_v1",
         "model_source": "keras.applications",
         "device_name": device_name,
         "parameters": int(model.count_params()),
@@ -688,7 +707,7 @@ def cmd_resnet(args: argparse.Namespace) -> dict[str, Any]:
         "kind": "resnet", "ok": True,
         "framework": args.framework,
         "framework_version": measured.pop("framework_version"),
-        "model": "resnet50_v1.5",
+        "model": measured.pop("model"),
         "model_source": measured.pop("model_source"),
         "device": args.device,
         "device_name": measured.pop("device_name"),
@@ -833,34 +852,31 @@ COMMANDS = {"resnet": cmd_resnet, "allreduce": cmd_allreduce, "versions": cmd_ve
 def main(argv: list[str] | None = None) -> int:
     # Keep fd 1 for the one JSON object; everything else (print, C libraries,
     # child processes) writes to stderr.
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    if "-h" in argv or "--help" in argv:
+        parser.parse_args(argv)  # prints the help on stdout and exits 0
     sys.stdout.flush()
     json_out = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
     kind = "dlbench"
     status = EXIT_OK
     try:
-        argv = sys.argv[1:] if argv is None else argv
-        parser = build_parser()
         kind = argv[0] if argv and argv[0] in COMMANDS else kind
         args = parser.parse_args(argv)
         result = COMMANDS[args.command](args)
     except Refused as err:
         status = EXIT_REFUSED
         result = {"kind": kind, "ok": False, "error": one_sentence(err)}
-    except SystemExit as err:  # --help
-        if err.code not in (0, None):
-            raise
-        result = None
     except BaseException as err:  # pylint: disable=broad-except
         status = EXIT_FAILED
         result = {"kind": kind, "ok": False, "error": one_sentence(err)}
         import traceback  # pylint: disable=import-outside-toplevel
 
         traceback.print_exc(file=sys.stderr)
-    if result is not None:
-        if not result["ok"]:
-            log(result["error"])
-        json_out.write(json.dumps(result) + "\n")
+    if not result["ok"]:
+        log(result["error"])
+    json_out.write(json.dumps(result) + "\n")
     json_out.flush()
     return status
 
