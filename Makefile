@@ -74,8 +74,9 @@ test: venv ## Every test: lint, unit, molecule (each stage's seconds printed).
 test-full: test ## Every test, then TensorFlow/Keras envs, validate and the TF jobs on the lab.
 	scripts/test-full.sh
 
-bench: venv ## Benchmarks: pip mirror upstream fetches, launch overhead, 1 vs 2 host throughput, warm re-runs on 2/3/16 hosts.
+bench: venv ## Benchmarks: pip mirror upstream fetches, launch overhead, 1 vs 2 host throughput, the benchmark vs by hand, warm re-runs on 2/3/16 hosts.
 	scripts/bench.sh
+	$(BIN)/python scripts/bench_benchmark.py
 	$(MAKE) --no-print-directory bench-rollout
 
 bench-rollout: venv ## site.yml cold and warm re-run seconds on 2, 3 and 16 lab hosts (BENCH_SIZES) -> reports/rollout/.
