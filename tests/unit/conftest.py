@@ -1,6 +1,8 @@
-"""Make filter_plugins/, lab/, library/ and module_utils/ importable by the unit tests."""
+"""Make filter_plugins/, lab/, library/ and module_utils/ importable by the unit tests; load scripts by path."""
 
 import sys
+from importlib.machinery import SourceFileLoader
+from importlib.util import module_from_spec, spec_from_loader
 from pathlib import Path
 
 import ansible.module_utils
@@ -12,3 +14,12 @@ for sub in ("filter_plugins", "lab", "library"):
 ansible.module_utils.__path__.append(str(ROOT / "module_utils"))
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def load_script(name, path):
+    """Import the script at `path` (with or without .py) as the module `name`, registered in sys.modules."""
+    loader = SourceFileLoader(name, str(path))
+    module = module_from_spec(spec_from_loader(name, loader))
+    sys.modules[name] = module
+    loader.exec_module(module)
+    return module

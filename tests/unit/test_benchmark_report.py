@@ -2,7 +2,6 @@
 
 import copy
 import csv
-import importlib.util
 import json
 import re
 import subprocess
@@ -11,6 +10,8 @@ from itertools import combinations
 from pathlib import Path
 
 import pytest
+
+from conftest import load_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "benchmark_report.py"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -151,9 +152,7 @@ def test_prints_the_table_and_the_paths(report):
 
 
 def test_a_taken_name_gets_a_suffix(tmp_path):
-    spec = importlib.util.spec_from_file_location("benchmark_report", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("benchmark_report", SCRIPT)
     assert module.unique_stem(tmp_path, "20260101T000000Z") == "20260101T000000Z"
     (tmp_path / "20260101T000000Z-network.png").write_bytes(b"")
     assert module.unique_stem(tmp_path, "20260101T000000Z") == "20260101T000000Z-2"

@@ -7,7 +7,6 @@ on import, which proves every refusal happens before a framework loads.
 """
 
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
@@ -16,19 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from conftest import load_script
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "roles" / "benchmark" / "files" / "dlbench.py"
 
 
-def load_module(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
-
-dlbench = load_module("dlbench", SCRIPT)
+dlbench = load_script("dlbench", SCRIPT)
 
 X86_BF16 = """processor\t: 0
 vendor_id\t: GenuineIntel

@@ -12,11 +12,11 @@ import re
 import stat
 import subprocess
 import sys
-from importlib.machinery import SourceFileLoader
-from importlib.util import module_from_spec, spec_from_loader
 from pathlib import Path
 
 import pytest
+
+from conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 COLLECTOR = ROOT / "roles" / "gpu_exporter" / "files" / "dlcluster-gpu-metrics"
@@ -31,14 +31,7 @@ MI100_UUIDS = ["0x79ccd55167a2124a", "0x4edfb117a17a07d", "0xd4a9ec48d03d261d", 
 MI100_MODEL = "Arcturus GL-XL [Instinct MI100]"
 
 
-def load_collector():
-    loader = SourceFileLoader("dlcluster_gpu_metrics", str(COLLECTOR))
-    module = module_from_spec(spec_from_loader(loader.name, loader))
-    loader.exec_module(module)
-    return module
-
-
-gpu_metrics = load_collector()
+gpu_metrics = load_script("dlcluster_gpu_metrics", COLLECTOR)
 
 # ------------------------------------------------------------------ helpers --
 

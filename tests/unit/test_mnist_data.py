@@ -16,19 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from conftest import load_script
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "jobs" / "scripts"
 
 
-def load_module(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
-
-mnist_data = load_module("mnist_data", ROOT / "roles" / "python_envs" / "files" / "mnist_data.py")
+mnist_data = load_script("mnist_data", ROOT / "roles" / "python_envs" / "files" / "mnist_data.py")
 
 
 @pytest.fixture
@@ -102,7 +97,7 @@ def test_hparams_with_defaults(tmp_path):
 @pytest.mark.parametrize("script", ["pytorch_ddp_mnist.py", "tf_mwms_mnist.py", "tf_ps_mnist.py"])
 def test_shipped_hparams_file_matches_each_job(script):
     """jobs/hparams/mnist.conf documents exactly the defaults of every job."""
-    module = load_module(script[:-3], SCRIPTS / script)  # frameworks load only in main()
+    module = load_script(script[:-3], SCRIPTS / script)  # frameworks load only in main()
     conf = mnist_data.read_hparams(str(ROOT / "jobs" / "hparams" / "mnist.conf"))
     assert conf == module.DEFAULTS
 
