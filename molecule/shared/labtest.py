@@ -89,6 +89,11 @@ else:
 """
 
 
+# A UDP echo server on the VPN's port (51820), run with `python3 -c` on the host probed.
+UDP_ECHO = ("import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 51820))\n"
+            "while True:\n d, a = s.recvfrom(64); s.sendto(d, a)")
+
+
 def probe(source, kind: str, address: str, port: int) -> str:
     """From a testinfra host: 'open', 'refused' or 'timeout' (TCP); 'reply' or 'timeout' (UDP)."""
     return source.run(f"python3 -c '{PROBE}' {kind} {address} {port}").stdout.strip()

@@ -14,7 +14,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 
-from labtest import ROOT, lab_host, probe, probe_from_controller, refused_output, run_playbook  # noqa: E402
+from labtest import (ROOT, UDP_ECHO, lab_host, probe, probe_from_controller, refused_output,  # noqa: E402
+                     run_playbook)
 
 sys.path.insert(0, str(ROOT / "filter_plugins"))
 
@@ -25,10 +26,6 @@ SSH_AUDIT = str(Path(sys.executable).parent / "ssh-audit")
 SSH_AUDIT_PACKAGE = importlib.util.find_spec("ssh_audit").submodule_search_locations[0]
 
 testinfra_hosts = ["ansible://head"]
-
-UDP_ECHO = ("import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 51820))\n"
-            "while True:\n d, a = s.recvfrom(64); s.sendto(d, a)")
-
 
 
 @pytest.fixture(scope="module")

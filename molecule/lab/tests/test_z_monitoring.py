@@ -15,7 +15,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 
 from dashboards import dashboard_files, panel_queries  # noqa: E402
-from labtest import lab_address, lab_host, prometheus_query, run_playbook  # noqa: E402
+from labtest import UDP_ECHO, lab_address, lab_host, prometheus_query, run_playbook  # noqa: E402
 
 testinfra_hosts = ["ansible://head"]
 
@@ -159,10 +159,6 @@ except ConnectionRefusedError:
 except OSError:
     print("timeout")
 """
-
-UDP_ECHO = ("import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 51820))\n"
-            "while True:\n d, a = s.recvfrom(64); s.sendto(d, a)")
-
 
 def test_monitoring_ports_are_closed_to_strangers(host):
     """The outsider is a VPN client (dl_vpn_networks in the lab); a second address on it is a stranger:
