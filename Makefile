@@ -60,7 +60,8 @@ unit: venv ## Unit tests (filter plugins, lab tool) and pre-flight integration t
 
 molecule: venv bootstrap ## Molecule scenarios: every role, then the whole lab.
 	for s in $(SCENARIOS); do \
-	  t=$$(date +%s); molecule test -s $$s || exit 1; \
+	  t=$$(date +%s); rm -f .ansible/junit-$$s.xml; \
+	  molecule test -s $$s || { $(BIN)/python scripts/junit_failures.py .ansible/junit-$$s.xml; exit 1; }; \
 	  echo "== molecule $$s: $$(( $$(date +%s) - t )) s"; \
 	done
 
