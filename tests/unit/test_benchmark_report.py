@@ -7,13 +7,12 @@ import re
 import subprocess
 import sys
 from itertools import combinations
-from pathlib import Path
 
 import pytest
 
-from conftest import load_script
+from conftest import ROOT, load_script
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "benchmark_report.py"
+SCRIPT = ROOT / "scripts" / "benchmark_report.py"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SEED_LABEL = "seed reference (published, not measured here)"
 

@@ -11,16 +11,12 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from conftest import load_script
+from conftest import ROOT, load_script
 
-ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "roles" / "benchmark" / "files" / "dlbench.py"
-
-
 
 dlbench = load_script("dlbench", SCRIPT)
 

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import load_script
+from conftest import FIXTURES as UNIT_FIXTURES
+from conftest import ROOT, load_script
 
-ROOT = Path(__file__).resolve().parents[2]
 COLLECTOR = ROOT / "roles" / "gpu_exporter" / "files" / "dlcluster-gpu-metrics"
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "gpu"
+FIXTURES = UNIT_FIXTURES / "gpu"
 # The stand-in tools of the accelerators scenario print copies of two fixtures.
 MOLECULE_CAPTURED = ROOT / "molecule" / "shared" / "hardware" / "captured"
 MIB = 2 ** 20

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import load_script
+from conftest import ROOT, load_script
 
-ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "jobs" / "scripts"
 
 
