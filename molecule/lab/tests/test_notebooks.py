@@ -99,6 +99,7 @@ def test_tensorboard_reads_the_configured_logdir(host):
 
 def test_listening_only_on_the_private_address(host, head_address):
     assert listeners(host, 8888) == [f"{head_address}:8888"]
+    assert listeners(host, 18888) == ["127.0.0.1:18888"]
     assert listeners(host, 6006) == [f"{head_address}:6006"]
     assert listeners(host, 16006) == ["127.0.0.1:16006"]
     assert listeners(host, 80) == []  # nginx's default site is off
@@ -119,7 +120,7 @@ def test_files_with_secrets_are_not_world_readable(host):
 # --- Jupyter over the network ---------------------------------------------------------------------------------------
 
 def test_jupyter_answers_the_token(client, head_address, secrets):
-    status, body = http(client, f"http://{head_address}:8888/api/status",
+    status, body = http(client, f"https://{head_address}:8888/api/status",
                         "-H", f"Authorization: token {secrets['token']}")
     assert status == 200
     assert "started" in json.loads(body)
@@ -128,13 +129,13 @@ def test_jupyter_answers_the_token(client, head_address, secrets):
 @pytest.mark.parametrize("headers", [[], ["-H", "Authorization: token wrong-token-0123456789abcdef"]],
                          ids=["no-token", "wrong-token"])
 def test_jupyter_refuses_requests_without_the_token(client, head_address, headers):
-    status, body = http(client, f"http://{head_address}:8888/api/status", *headers)
+    status, body = http(client, f"https://{head_address}:8888/api/status", *headers)
     assert status == 403
     assert "started" not in body
 
 
 def test_jupyter_lab_page_sends_strangers_to_the_login(client, head_address):
-    out = client.run(f"curl -s -o /dev/null -w '%{{http_code}} %{{redirect_url}}' http://{head_address}:8888/lab")
+    out = client.run(f"curl -s -o /dev/null -w '%{{http_code}} %{{redirect_url}}' https://{head_address}:8888/lab")
     status, location = out.stdout.split(" ", 1)
     assert status == "302" and "/login" in location
 
@@ -143,16 +144,16 @@ def test_jupyter_lab_page_sends_strangers_to_the_login(client, head_address):
 
 def test_tensorboard_answers_the_login(client, head_address, secrets):
     login = f"{secrets['user']}:{secrets['password']}"
-    status, body = http(client, f"http://{head_address}:6006/", "-u", login)
+    status, body = http(client, f"https://{head_address}:6006/", "-u", login)
     assert status == 200 and "tb-relative-root" in body
-    status, body = http(client, f"http://{head_address}:6006/data/runs", "-u", login)
+    status, body = http(client, f"https://{head_address}:6006/data/runs", "-u", login)
     assert status == 200 and isinstance(json.loads(body), list)
 
 
 @pytest.mark.parametrize("auth", [[], ["-u", "tensorboard:wrong-password"], ["-u", "admin:wrong-password"]],
                          ids=["no-login", "wrong-password", "wrong-user"])
 def test_tensorboard_refuses_requests_without_the_login(client, head_address, auth):
-    status, body = http(client, f"http://{head_address}:6006/data/runs", *auth)
+    status, body = http(client, f"https://{head_address}:6006/data/runs", *auth)
     assert status == 401
     assert "tb-relative-root" not in body
 
@@ -175,9 +176,9 @@ def test_tensorboard_shows_a_run_written_to_the_logdir(host, client, head_addres
         host.run_expect([0], f"{ENV}/bin/python -c {shlex.quote(writer)}")
     login = f"{secrets['user']}:{secrets['password']}"
     try:
-        until(lambda: "verify-run" in http(client, f"http://{head_address}:6006/data/runs", "-u", login)[1],
+        until(lambda: "verify-run" in http(client, f"https://{head_address}:6006/data/runs", "-u", login)[1],
               what="the run showing up in TensorBoard")
-        status, body = http(client, f"http://{head_address}:6006/data/plugin/scalars/scalars?run=verify-run&tag=loss",
+        status, body = http(client, f"https://{head_address}:6006/data/plugin/scalars/scalars?run=verify-run&tag=loss",
                             "-u", login)
         assert status == 200 and json.loads(body)[0][1:] == [1, 0.25]
     finally:
@@ -187,7 +188,7 @@ def test_tensorboard_shows_a_run_written_to_the_logdir(host, client, head_addres
 
 # --- supervision ----------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("unit,port", [("dlcluster-jupyter", 8888), ("dlcluster-tensorboard", 16006)])
+@pytest.mark.parametrize("unit,port", [("dlcluster-jupyter", 18888), ("dlcluster-tensorboard", 16006)])
 def test_killed_service_is_started_again_by_systemd(host, client, head_address, secrets, unit, port):
     with host.sudo():
         before = unit_show(host, unit, "MainPID")
@@ -196,14 +197,13 @@ def test_killed_service_is_started_again_by_systemd(host, client, head_address, 
         until(lambda: unit_show(host, unit, "ActiveState") == "active"
               and unit_show(host, unit, "MainPID") not in ("0", before), what=f"{unit} active with a new PID")
         assert int(unit_show(host, unit, "NRestarts")) > restarts
-    address = head_address if port == 8888 else "127.0.0.1"
-    until(lambda: probe(host, "tcp", address, port) == "open", what=f"{unit} listening again")
-    if port == 8888:
-        assert http(client, f"http://{head_address}:8888/api/status",
+    until(lambda: probe(host, "tcp", "127.0.0.1", port) == "open", what=f"{unit} listening again")
+    if unit == "dlcluster-jupyter":
+        assert http(client, f"https://{head_address}:8888/api/status",
                     "-H", f"Authorization: token {secrets['token']}")[0] == 200
     else:
         login = f"{secrets['user']}:{secrets['password']}"
-        until(lambda: http(client, f"http://{head_address}:6006/data/runs", "-u", login)[0] == 200,
+        until(lambda: http(client, f"https://{head_address}:6006/data/runs", "-u", login)[0] == 200,
               what="TensorBoard answering through nginx again")
 
 
@@ -255,7 +255,7 @@ def test_jupyter_password_login(host, client, head_address, secrets):
         '"$url/login"\n'
         'curl -s -b "$jar" -o /dev/null -w "%{http_code}" "$url/api/status"; rm -f "$jar"\n'
     )
-    url = f"http://{head_address}:8888"
+    url = f"https://{head_address}:8888"
     try:
         run = run_playbook("playbooks/notebooks.yml", "--limit", "head", "--tags", "jupyter",
                            "-e", json.dumps({"jupyter_password_hash": hashed, "jupyter_token": ""}))
@@ -271,7 +271,8 @@ def test_jupyter_password_login(host, client, head_address, secrets):
 
 
 def test_tls(host, client, head_address, secrets):
-    """With a certificate, Jupyter and nginx serve HTTPS with it and the logins still hold."""
+    """With certificate files of one's own instead of the cluster CA's, both nginx sites serve them and the logins
+    still hold; without them again, both are back on cluster certificates (verified by the system trust store)."""
     tls_dir = "/etc/dlcluster/test-tls"
     with host.sudo():
         host.run_expect([0], f"mkdir -p {tls_dir} && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=head "
@@ -298,4 +299,5 @@ def test_tls(host, client, head_address, secrets):
         with host.sudo():
             host.run(f"rm -rf {tls_dir}")
         client.run("rm -f /tmp/notebooks-ca.pem")
-    assert http(client, f"http://{head_address}:6006/data/runs", "-u", f"{secrets['user']}:{secrets['password']}")[0] == 200
+    assert http(client, f"https://{head_address}:6006/data/runs", "-u", f"{secrets['user']}:{secrets['password']}")[0] == 200
+    assert http(client, f"https://{head_address}:8888/api/status", "-H", f"Authorization: token {secrets['token']}")[0] == 200
