@@ -265,6 +265,9 @@ _SPEC_TYPES = {
     "jsonarg": "JSON text",
     "json": "JSON text",
 }
+# The same, for the elements of a list.
+_SPEC_PLURALS = {"str": "strings", "path": "paths", "int": "whole numbers", "float": "numbers", "bool": "true/false values",
+                 "dict": "mappings", "raw": "values"}
 _HIDDEN = "(hidden, no_log)"
 _FOUND_IN_RE = re.compile(r" found in (?P<path>[A-Za-z0-9_.\[\]-]+)\s*$")
 _NAMED_RE = re.compile(r"(?:argument|option) '(?P<name>[^']+)'|^value of (?P<choice>\S+) must be one of")
@@ -395,7 +398,7 @@ def _expected(option) -> str:
     words = _SPEC_TYPES.get(kind, f"of type {kind}")
     if kind == "list" and option.get("elements"):
         element = option["elements"]
-        words = f"a list of {'mappings' if element == 'dict' else _SPEC_TYPES.get(element, element)}"
+        words = f"a list of {_SPEC_PLURALS.get(element, element)}"
         if element == "dict" and option.get("options"):
             words += " with " + ", ".join(sorted(option["options"]))
     elif kind == "dict" and option.get("options"):
@@ -440,10 +443,20 @@ def dl_argument_spec_problems(result, host) -> list[str]:
     """
     _require_mapping(result, "result", "dl_argument_spec_problems")
     context = result.get("validate_args_context") or {}
-    options = result.get("argument_spec_data") or {}
+    # validate_argument_spec returns the spec only when it refuses something; the context carries it always.
+    options = result.get("argument_spec_data") or context.get("spec") or {}
     sources, shown, roles = context.get("sources") or {}, context.get("shown") or {}, context.get("roles") or {}
     problems: list[str] = []
     reported: set[str] = set()
+    # Ansible turns a string into a list by splitting it at commas: a list option given as one string passes its
+    # check, and the role then sees ["a", "b"] for "a,b" or ["x"] for "x". Refused here instead.
+    for name in sorted(options):
+        option = options.get(name) or {}
+        value = shown.get(name)
+        if option.get("type") == "list" and isinstance(value, str) and value != _HIDDEN:
+            reported.add(name)
+            problems.append(_argument_problem(host, name, option, "a string is not a list", sources, shown,
+                                              roles.get(name, "?")))
     for message in result.get("argument_errors") or []:
         message = " ".join(str(message).split())
         names = _names_in(message, options)

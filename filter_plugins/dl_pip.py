@@ -78,12 +78,20 @@ def dl_url_hostport(url) -> str:
     return f"{host}:{parts.port}" if parts.port else host
 
 
-def dl_http_url(address, port) -> str:
-    """http://address:port, with IPv6 addresses in brackets."""
+def dl_http_url(address, port, tls=False) -> str:
+    """http://address:port (https:// with ``tls``), with IPv6 addresses in brackets."""
     if not address:
         raise AnsibleFilterError("dl_http_url: no address given")
     host = f"[{address}]" if ":" in str(address) else str(address)
-    return f"http://{host}:{int(port)}"
+    scheme = "https" if _truthy(tls) else "http"
+    return f"{scheme}://{host}:{int(port)}"
+
+
+def _truthy(value) -> bool:
+    """Ansible's idea of a boolean, for values that come from templates as strings."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
 
 
 class FilterModule:

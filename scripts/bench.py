@@ -73,7 +73,8 @@ def mirror_bench() -> dict:
     name = f"bench{int(time.time())}"
     create_index = (
         "import base64, json, sys, urllib.request\n"
-        f"u = 'http://{address}:3141'\n"
+        # devpi itself, on the head node's loopback (nginx serves it over TLS on the cluster address).
+        "u = 'http://127.0.0.1:13141'\n"
         "def call(method, path, body, auth=None):\n"
         "    h = {'Content-Type': 'application/json', 'Accept': 'application/json'}\n"
         "    if auth: h['X-Devpi-Auth'] = auth\n"
@@ -94,8 +95,8 @@ def mirror_bench() -> dict:
             stdin=password)
     # One worker after the other in both cases: per-host seconds compare on the lab's shared cores.
     direct = [provision(h, "https://pypi.org/simple/", "", "direct") for h in WORKERS]
-    mirrored = [provision(h, f"http://{address}:3141/root/{name}/+simple/", f"--trusted-host {address}:3141",
-                          "mirror") for h in WORKERS]
+    # Over the mirror's HTTPS, verified by the workers' trust store (the cluster CA).
+    mirrored = [provision(h, f"https://{address}:3141/root/{name}/+simple/", "", "mirror") for h in WORKERS]
     store = ansible(head, f"d=$(find /var/lib/devpi /data/devpi -type d -path '*/root/{name}' 2>/dev/null | head -1); "
                           "find $d -type f -name '*.whl' | wc -l; du -sb $d | cut -f1")
     upstream_files, upstream_bytes = (int(value) for value in store.split())

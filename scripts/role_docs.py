@@ -47,9 +47,10 @@ WORDED_DEFAULTS: dict[tuple[str, str], tuple[str, str]] = {
     ),
     ("pip_mirror", "pip_mirror_url"): (
         "{{ (hostvars[pip_mirror_host] | dl_host_address\n"
-        "    | dl_http_url(hostvars[pip_mirror_host].pip_mirror_port | default(pip_mirror_port)))\n"
+        "    | dl_http_url(hostvars[pip_mirror_host].pip_mirror_port | default(pip_mirror_port),\n"
+        "                  hostvars[pip_mirror_host].pip_mirror_pki | default(dl_pki | default(true))))\n"
         "   if pip_mirror_host else '' }}",
-        "a three-line expression over the mirror host's hostvars; the README shows the URL's shape",
+        "a four-line expression over the mirror host's hostvars; the README shows the URL's shape",
     ),
     ("rocm", "rocm_users"): (
         "{{ [dl_ops_user | default('ubuntu')]\n"

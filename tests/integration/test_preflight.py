@@ -93,6 +93,13 @@ def test_role_variable_of_wrong_type(tmp_path):
                                 "true or false; set firewall_log_dropped to true or false in the inventory")
 
 
+def test_a_string_where_a_role_needs_a_list(tmp_path):
+    """Ansible's own check would split "video,render" at the comma and pass it."""
+    inv = write_inventory(tmp_path, {"n1": {"ansible_host": "127.0.0.21", "common_users_default_groups": "video,render"}})
+    assert_stopped_in_preflight(run_site(inv), "host n1: common_users_default_groups is 'video,render', but role",
+                                "needs a list of strings")
+
+
 def test_wrong_dl_variable_read_by_a_role_default(tmp_path):
     inv = write_inventory(tmp_path, {"n1": {"ansible_host": "127.0.0.21"}}, {"dl_ssh_port": "ssh"})
     assert_stopped_in_preflight(run_site(inv), "host n1: ssh_hardening_port is 'ssh' from role ssh_hardening's "

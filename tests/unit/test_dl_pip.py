@@ -65,6 +65,9 @@ def test_index_differences_only_changed_keys():
 def test_http_url():
     assert dl_http_url("10.0.0.5", 3141) == "http://10.0.0.5:3141"
     assert dl_http_url("fd00::5", "3141") == "http://[fd00::5]:3141"
+    assert dl_http_url("10.0.0.5", 3141, True) == "https://10.0.0.5:3141"
+    assert dl_http_url("fd00::5", 3141, "True") == "https://[fd00::5]:3141"
+    assert dl_http_url("10.0.0.5", 3141, "false") == "http://10.0.0.5:3141"
     with pytest.raises(AnsibleFilterError, match="no address"):
         dl_http_url("", 3141)
 

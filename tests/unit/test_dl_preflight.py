@@ -38,8 +38,11 @@ DEFAULTS = Unrendered(fw_port=22, fw_on=True, fw_mode="a", fw_token="", fw_url="
 def problems_of(host_vars, checks=({"name": "fw", "entry_point": "main"},)):
     merged = dl_role_arguments(list(checks), SPECS, {"fw": DEFAULTS}, host_vars)
     result = ArgumentSpecValidator(merged["spec"]).validate(merged["arguments"], validate_role_argument_spec=True)
-    registered = {"argument_errors": result.error_messages, "argument_spec_data": merged["spec"],
-                  "validate_args_context": {k: merged[k] for k in ("sources", "shown", "roles")}}
+    # As validate_argument_spec registers it: the spec only when something was refused; the context always.
+    registered = {"argument_errors": result.error_messages,
+                  "validate_args_context": {k: merged[k] for k in ("sources", "shown", "roles", "spec")}}
+    if result.error_messages:
+        registered["argument_spec_data"] = merged["spec"]
     return dl_argument_spec_problems(registered, "n1")
 
 
@@ -60,6 +63,24 @@ def test_choices_and_nested_options():
     problems = problems_of({"fw_mode": "c", "fw_rules": [{"port": "x"}]})
     assert any(p.startswith("host n1: fw_mode is 'c', but role fw needs one of a, b") for p in problems)
     assert any("fw_rules is" in p and "a list of mappings with port" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("value", ["22,80", "", "[22]"])
+def test_a_string_for_a_list_option_is_refused_not_split_at_commas(value):
+    """validate_argument_spec alone would accept "22,80" as ["22", "80"]."""
+    (problem,) = problems_of({"fw_rules": value, "fw_url": "x"})
+    assert problem.startswith(f"host n1: fw_rules is {value!r}, but role fw needs a list of mappings with port")
+
+
+def test_a_list_option_from_a_string_default_names_the_default():
+    defaults = Unrendered(DEFAULTS, fw_rules="10.0.0.0/8")
+    merged = dl_role_arguments([{"name": "fw"}], SPECS, {"fw": defaults}, {})
+    result = ArgumentSpecValidator(merged["spec"]).validate(merged["arguments"], validate_role_argument_spec=True)
+    problems = dl_argument_spec_problems({"argument_errors": result.error_messages,
+                                          "argument_spec_data": merged["spec"], "validate_args_context": merged}, "n1")
+    assert [p for p in problems if "fw_rules" in p] == [
+        "host n1: fw_rules is '10.0.0.0/8' from role fw's default, but the role needs a list of mappings with port; "
+        "fix the dl_ variable that default reads, or set fw_rules in the inventory (see roles/fw/README.md)"]
 
 
 def test_no_log_value_is_hidden():
