@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 KEY = (ROOT / "tests" / "unit" / "fixtures" / "ssh" / "ed25519.pub").read_text().strip()
 # The ansible-playbook of the interpreter running the tests (the venv's), else PATH's.
@@ -93,11 +95,12 @@ def test_role_variable_of_wrong_type(tmp_path):
                                 "true or false; set firewall_log_dropped to true or false in the inventory")
 
 
-def test_a_string_where_a_role_needs_a_list(tmp_path):
-    """Ansible's own check would split "video,render" at the comma and pass it."""
-    inv = write_inventory(tmp_path, {"n1": {"ansible_host": "127.0.0.21", "common_users_default_groups": "video,render"}})
-    assert_stopped_in_preflight(run_site(inv), "host n1: common_users_default_groups is 'video,render', but role",
-                                "needs a list of strings")
+@pytest.mark.parametrize("name,value", [("common_users_default_groups", "video,render"),
+                                        ("security_updates_blacklist", "nvidia-driver")])
+def test_a_string_where_a_role_needs_a_list(tmp_path, name, value):
+    """Ansible's own check would split "video,render" at the comma (and take "nvidia-driver" as a list of one)."""
+    inv = write_inventory(tmp_path, {"n1": {"ansible_host": "127.0.0.21", name: value}})
+    assert_stopped_in_preflight(run_site(inv), f"host n1: {name} is {value!r}, but role", "needs a list of strings")
 
 
 def test_wrong_dl_variable_read_by_a_role_default(tmp_path):

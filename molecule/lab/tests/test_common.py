@@ -86,11 +86,12 @@ def curl(host, url):
 
 
 def test_extra_ca_certificates_trusted(host):
-    """The throwaway CA of prepare.yml is in the system store, and curl trusts the server it signed."""
+    """The throwaway CA of prepare.yml is in the system store (beside the controller's CAs and the cluster CA of
+    roles/pki), and curl trusts the server it signed."""
     installed = host.run("ls /usr/local/share/ca-certificates/dlcluster/").stdout.split()
     controller_cas = list((Path(__file__).resolve().parents[3] / ".lab" / "controller-ca").glob("*.crt"))
-    assert "dlcluster-test-ca.crt" in installed
-    assert len(installed) == len(controller_cas) + 1
+    assert "dlcluster-test-ca.crt" in installed and "dlcluster-cluster-ca.crt" in installed
+    assert len(installed) == len(controller_cas) + 2
     result = curl(host, outsider_url())
     assert result.rc == 0 and result.stdout == "200", result.stderr
     assert "cert = /etc/ssl/certs/ca-certificates.crt" in host.file("/etc/pip.conf").content_string
@@ -107,7 +108,8 @@ def test_removing_the_ca_from_the_inventory_removes_the_trust():
         assert run.returncode == 0, run.stdout + run.stderr
         refused = curl(cpu2, outsider_url())
         assert refused.rc == 60, (refused.rc, refused.stderr)  # curl: peer certificate cannot be authenticated
-        assert "dlcluster-test-ca.crt" not in cpu2.run("ls /usr/local/share/ca-certificates/dlcluster/").stdout
+        left = cpu2.run("ls /usr/local/share/ca-certificates/dlcluster/").stdout.split()
+        assert "dlcluster-test-ca.crt" not in left and "dlcluster-cluster-ca.crt" in left
     finally:
         run = run_playbook("playbooks/common.yml", "--limit", "cpu2")
         assert run.returncode == 0, run.stdout + run.stderr

@@ -94,7 +94,8 @@ def test_tensorboard_reads_the_configured_logdir(host):
     with host.sudo():
         cmdline = host.run(f"tr '\\0' '\\n' < /proc/{pid}/cmdline").stdout.splitlines()
     assert cmdline[cmdline.index("--logdir") + 1] == f"/home/{OPS_USER}/runs"
-    assert host.file(f"/home/{OPS_USER}/runs").user == OPS_USER
+    with host.sudo():  # the ops user's home is 0750
+        assert host.file(f"/home/{OPS_USER}/runs").user == OPS_USER
 
 
 def test_listening_only_on_the_private_address(host, head_address):

@@ -25,6 +25,7 @@ testinfra_hosts = ["ansible://head", "ansible://cpu1", "ansible://cpu2"]
 STATE = Path(os.environ["DL_LAB_STATE_DIR"]) / os.environ["DL_LAB_NAME"]
 CA_CERT = STATE / "pki" / "dlcluster-cluster-ca.crt"
 INDEXES = ["root/wheels", "root/pypi", "root/cpu", "root/nvidia", "root/rocm"]
+MIRRORS = {"root/pypi"}
 PROBE_WHEEL = "dlcluster_probe-1.0-py3-none-any.whl"
 
 
@@ -103,10 +104,14 @@ def test_a_worker_without_credentials_cannot_upload_to_any_index():
     worker.run_expect([0], f"printf %s {base64.b64encode(probe_wheel(' from cpu1')).decode()} | base64 -d "
                            f"> /tmp/{PROBE_WHEEL}")
     for index in INDEXES:
-        status = worker.run(f"curl -s -o /dev/null -w '%{{http_code}}' -F :action=file_upload "
-                            f"-F name=dlcluster-probe -F version=1.0 -F content=@/tmp/{PROBE_WHEEL} "
-                            f"{mirror_url()}/{index}/").stdout
-        assert status in ("401", "403"), f"anonymous upload to {index}: HTTP {status}"
+        out = worker.run(f"curl -s -w '\\n%{{http_code}}' -F :action=file_upload "
+                         f"-F name=dlcluster-probe -F version=1.0 -F content=@/tmp/{PROBE_WHEEL} "
+                         f"{mirror_url()}/{index}/").stdout
+        body, _, status = out.rpartition("\n")
+        if index in MIRRORS:  # nobody uploads to a mirror of an upstream index
+            assert status == "404" and "cannot submit to mirror index" in body, f"upload to {index}: HTTP {status}"
+        else:
+            assert status in ("401", "403"), f"anonymous upload to {index}: HTTP {status}"
     listing = worker.run(f"curl -fsS {mirror_url()}/root/wheels/+simple/dlcluster-probe/").stdout
     assert "from cpu1" not in listing
 

@@ -47,16 +47,17 @@ def test_devpi_runs_only_on_the_mirror_host(host):
 
 
 def test_env_is_a_switched_build_with_torch_cpu_and_a_kernel(host):
-    link = host.file(f"{ENVS}/py3")
-    assert link.is_symlink and link.linked_to.startswith(f"{ENVS}/.envs/py3-")
-    run = host.run(f"sudo -u ubuntu bash -c 'source {ENVS}/py3/bin/activate && "
-                   "python -c \"import torch, numpy, sklearn; print(torch.__version__)\" && deactivate'")
-    assert run.rc == 0, run.stderr
-    assert run.stdout.strip() == "2.13.0+cpu"
-    kernel = json.loads(host.file("/home/ubuntu/.local/share/jupyter/kernels/py3/kernel.json").content_string)
-    assert kernel["argv"][0] == f"{ENVS}/py3/bin/python"
-    assert host.file("/home/ubuntu/test/pytorch/mnist.py").exists
-    assert host.file("/home/ubuntu/test/mnist_data.py").exists
+    with host.sudo():  # the ops user's home is 0750: read it as root, run the env as the ops user
+        link = host.file(f"{ENVS}/py3")
+        assert link.is_symlink and link.linked_to.startswith(f"{ENVS}/.envs/py3-")
+        run = host.run(f"sudo -u ubuntu bash -c 'source {ENVS}/py3/bin/activate && "
+                       "python -c \"import torch, numpy, sklearn; print(torch.__version__)\" && deactivate'")
+        assert run.rc == 0, run.stderr
+        assert run.stdout.strip() == "2.13.0+cpu"
+        kernel = json.loads(host.file("/home/ubuntu/.local/share/jupyter/kernels/py3/kernel.json").content_string)
+        assert kernel["argv"][0] == f"{ENVS}/py3/bin/python"
+        assert host.file("/home/ubuntu/test/pytorch/mnist.py").exists
+        assert host.file("/home/ubuntu/test/mnist_data.py").exists
 
 
 @pytest.fixture(scope="module")
@@ -65,9 +66,22 @@ def cpu1():
     return lab_host("cpu1")
 
 
+def builds_of(host) -> str:
+    """The env builds on a host (as root: the ops user's home is 0750)."""
+    with host.sudo():
+        listing = host.run(f"ls {ENVS}/.envs")
+    assert listing.rc == 0, listing.stderr
+    return listing.stdout
+
+
+def active_build(host) -> str:
+    with host.sudo():
+        return host.file(f"{ENVS}/py3").linked_to
+
+
 def test_a_failed_build_leaves_the_active_env_in_place(cpu1):
-    before = cpu1.file(f"{ENVS}/py3").linked_to
-    builds = cpu1.run(f"ls {ENVS}/.envs").stdout
+    before = active_build(cpu1)
+    builds = builds_of(cpu1)
     bad = {"python_envs_envs": [{"name": "py3", "frameworks": ["pytorch"],
                                  "packages": ["dlcluster-no-such-package==1.0"]}]}
     run = run_playbook("playbooks/python_envs.yml", "-l", "cpu1", "-e", json.dumps(bad),
@@ -76,18 +90,18 @@ def test_a_failed_build_leaves_the_active_env_in_place(cpu1):
     assert run.returncode != 0, output
     assert f"Environment py3 on cpu1 could not be built" in output and before in output
     assert "dlcluster-no-such-package" in output  # pip's reason is in the message
-    assert cpu1.file(f"{ENVS}/py3").linked_to == before
-    assert cpu1.run(f"ls {ENVS}/.envs").stdout == builds, "the failed build was left behind"
+    assert active_build(cpu1) == before
+    assert builds_of(cpu1) == builds, "the failed build was left behind"
 
 
 def test_an_unknown_framework_is_refused_before_anything_is_installed(cpu1):
-    builds = cpu1.run(f"ls {ENVS}/.envs").stdout
+    builds = builds_of(cpu1)
     bad = {"python_envs_envs": [{"name": "py3", "frameworks": ["caffe"]}]}
     run = run_playbook("playbooks/python_envs.yml", "-l", "cpu1", "-e", json.dumps(bad))
     output = run.stdout + run.stderr
     assert run.returncode != 0
     assert "python_envs_envs[0]: unknown framework 'caffe'" in output
-    assert cpu1.run(f"ls {ENVS}/.envs").stdout == builds
+    assert builds_of(cpu1) == builds
 
 
 def test_a_mirror_that_does_not_answer_stops_before_pip_conf_changes(cpu1):

@@ -2,6 +2,8 @@
 shells, cannot read each other's files: not the ops user's runs, environments or Jupyter settings, not each other's
 homes. Root's own sessions keep the system's umask."""
 
+import shlex
+
 import pytest
 
 testinfra_hosts = ["ansible://head"]
@@ -11,9 +13,9 @@ ML_USERS = ["alice", "carol"]
 
 
 def as_user(host, user, command):
-    """`command` in `user`'s login shell (sudo -i reads /etc/profile and its profile.d, as an SSH login does)."""
+    """`command` in `user`'s login shell (su - reads /etc/profile and its profile.d, as an SSH login does)."""
     with host.sudo():
-        return host.run(f"sudo -i -u {user} sh -c {command!r}")
+        return host.run(f"su - {user} -c {shlex.quote(command)}")
 
 
 @pytest.mark.parametrize("user", [OPS_USER, *ML_USERS])
