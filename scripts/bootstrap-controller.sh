@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what the controller needs from the distribution when it is missing:
-# debootstrap (lab image), an SSH client, Python venv support, make, and the
-# Docker engine (via ensure-docker.sh). Safe to run again: it installs nothing
+# debootstrap (lab image), an SSH client, Python venv support, make, curl and
+# openssl (the lab tests' requests and certificate checks from the controller),
+# and the Docker engine (via ensure-docker.sh). Safe to run again: it installs nothing
 # that is already there.
 set -euo pipefail
 
@@ -9,6 +10,8 @@ missing=()
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
 command -v make >/dev/null 2>&1 || missing+=(make)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 
 if [ ${#missing[@]} -gt 0 ]; then
