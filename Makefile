@@ -58,12 +58,9 @@ lint: venv ## yamllint (strict) and ansible-lint (production profile).
 unit: venv ## Unit tests (filter plugins, lab tool) and pre-flight integration tests.
 	pytest tests
 
-molecule: venv bootstrap ## Molecule scenarios: every role, then the whole lab.
-	for s in $(SCENARIOS); do \
-	  t=$$(date +%s); rm -f .ansible/junit-$$s.xml; \
-	  molecule test -s $$s || { $(BIN)/python scripts/junit_failures.py .ansible/junit-$$s.xml; exit 1; }; \
-	  echo "== molecule $$s: $$(( $$(date +%s) - t )) s"; \
-	done
+# Both scenarios: accelerators runs in the background while the lab converges (scripts/molecule-suite.sh).
+molecule: venv bootstrap ## Molecule scenarios: the GPU stacks, then the whole lab (each step's seconds).
+	scripts/molecule-suite.sh $(SCENARIOS)
 
 test: venv ## Every test: lint, unit, molecule (each stage's seconds printed).
 	for stage in lint unit molecule; do \

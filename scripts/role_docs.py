@@ -107,7 +107,9 @@ def default_problems(role: str, name: str, actual, declared) -> list[str]:
 
 def problems_of(role: Path, write: bool) -> list[str]:
     problems = []
-    spec = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"]
+    specs = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+    # A role used only through other entry points (e.g. canary's probe_start) has no main and no defaults.
+    spec = specs.get("main", {})
     options = spec.get("options", {})
     defaults_file = role / "defaults" / "main.yml"
     defaults = yaml.safe_load(defaults_file.read_text()) or {} if defaults_file.exists() else {}
@@ -128,7 +130,9 @@ def problems_of(role: Path, write: bool) -> list[str]:
         return problems
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    wanted = f"{head}{BEGIN}\n{render(spec)}\n{END}{tail}"
+    table = render(spec) if "main" in specs else "\n\n".join(
+        f"Entry point `{entry}`:\n\n{render(entry_spec)}" for entry, entry_spec in specs.items())
+    wanted = f"{head}{BEGIN}\n{table}\n{END}{tail}"
     if wanted != text:
         if write:
             readme.write_text(wanted)
