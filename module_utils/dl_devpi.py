@@ -65,6 +65,42 @@ def login(base, user, password, timeout=60) -> str:
     return auth_header(user, token)
 
 
+def try_login(base, user, password, timeout=60):
+    """The X-Devpi-Auth value when devpi takes the password, None when it refuses it (HTTP 401);
+    DevpiError for any other answer (a server that does not answer is no refused password)."""
+    status, reply = json_request("POST", f"{base}/+login", {"user": user, "password": password}, timeout=timeout)
+    token = (reply.get("result") or {}).get("password") if status == 200 else None
+    if token:
+        return auth_header(user, token)
+    if status == 401:
+        return None
+    raise DevpiError(f"devpi login as {user} gave HTTP {status}: {reply.get('message', reply)}")
+
+
+def ensure_password(base, user, password, previous, check_mode=False, timeout=60) -> bool:
+    """Make `password` the password of `user`; True when it changed (or would, in check mode).
+
+    Nothing changes when devpi already takes `password`. Else the first of `previous` that devpi takes logs in and
+    sets the new one, which must then log in itself. DevpiError when devpi takes none of them."""
+    if try_login(base, user, password, timeout) is not None:
+        return False
+    for number, old in enumerate(previous):
+        auth = try_login(base, user, old, timeout)
+        if auth is None:
+            continue
+        if check_mode:
+            return True
+        status, reply = json_request("PATCH", f"{base}/{user}", {"password": password}, auth, timeout)
+        if status != 200:
+            raise DevpiError(f"devpi refused the new password of {user} (HTTP {status}): {reply.get('message', reply)}")
+        if try_login(base, user, password, timeout) is None:
+            raise DevpiError(f"devpi took the new password of {user} but refuses it at login")
+        return True
+    tried = f" nor any of the {len(previous)} previous ones" if previous else ""
+    raise DevpiError(f"devpi refuses the password of {user}{tried}: set pip_mirror_root_password to the password "
+                     "devpi has, or list that one in pip_mirror_root_password_previous to rotate it")
+
+
 def normalise_project(name) -> str:
     """A project name as the simple index writes it (PEP 503): Torch_Vision -> torch-vision."""
     return re.sub(r"[-_.]+", "-", str(name)).lower()

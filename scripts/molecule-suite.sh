@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # make molecule: the molecule scenarios, each step's seconds printed.
 #
-# With both scenarios (the default), the accelerators scenario (GPU stacks on
-# fixture hardware) runs whole in the background while the lab is converged,
-# re-run (idempotence) and run in check mode: on two cores the lab's converge
-# waits on downloads much of the time. The lab's verify starts only once
-# accelerators has finished, so its timing-sensitive tests run on a quiet
-# machine. `make molecule SCENARIOS=lab` runs one scenario alone.
+# The lab runs step by step: its first converge at -vvv into a file (see
+# CONVERGE_LOG). The other scenarios (by default accelerators, the GPU stacks
+# on fixture hardware) run whole in the background while the lab is
+# converged, re-run (idempotence) and run in check mode: on two cores the
+# lab's converge waits on downloads much of the time. The lab's verify starts
+# only once they have finished, so its timing-sensitive tests run on a quiet
+# machine. `make molecule SCENARIOS=lab` runs the lab alone.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,41 +26,56 @@ scenario_test() {
   return 1
 }
 
+# The lab's first converge runs at -vvv into this file (only its recap, or its tail on failure, in the log):
+# molecule/lab/tests/test_secrets_never_logged.py searches it for every secret of the inventory.
+CONVERGE_LOG=.ansible/lab-converge-vvv.log
+
 # One step of the lab scenario. `molecule check` would run its own whole sequence, so check mode is a converge
 # with --check.
 lab_step() {
-  local t
+  local t rc=0
   t=$(date +%s)
   case $1 in
-    check) molecule converge -s lab -- --check ;;
-    *) molecule "$1" -s lab ;;
-  esac || return 1
+    converge)
+      molecule converge -s lab -- -vvv > "$CONVERGE_LOG" 2>&1 || rc=$?
+      if [ "$rc" = 0 ]; then grep -A8 "PLAY RECAP" "$CONVERGE_LOG" | tail -9; else tail -400 "$CONVERGE_LOG"; fi ;;
+    check) molecule converge -s lab -- --check || rc=$? ;;
+    *) molecule "$1" -s lab || rc=$? ;;
+  esac
+  [ "$rc" = 0 ] || return 1
   echo "== molecule lab $1: $(seconds_since "$t") s"
 }
 
-if [ "$*" != "accelerators lab" ]; then
-  for scenario in "$@"; do scenario_test "$scenario" || exit 1; done
+others=()
+lab=false
+for scenario in "$@"; do
+  if [ "$scenario" = lab ]; then lab=true; else others+=("$scenario"); fi
+done
+if ! $lab; then
+  for scenario in "${others[@]}"; do scenario_test "$scenario" || exit 1; done
   exit 0
 fi
 
 start=$(date +%s)
-rm -f .ansible/junit-lab.xml
-lab_step destroy && lab_step syntax && lab_step create || { lab_step destroy; exit 1; }
-# The lab's hosts exist (its image is built, its network chosen) before accelerators starts its own.
 mkdir -p .ansible
-scenario_test accelerators > .ansible/molecule-accelerators.log 2>&1 &
+rm -f .ansible/junit-lab.xml "$CONVERGE_LOG"
+lab_step destroy && lab_step syntax && lab_step create || { lab_step destroy; exit 1; }
+# The lab's hosts exist (its image is built, its network chosen) before the other scenarios start their own.
+( for scenario in "${others[@]}"; do scenario_test "$scenario" || exit 1; done ) > .ansible/molecule-others.log 2>&1 &
 background=$!
 lab_ok=true
 for step in converge idempotence check; do
   lab_step "$step" || { lab_ok=false; break; }
 done
-wait "$background"
-accelerators_rc=$?
-echo "== molecule accelerators (in the background), its log:"
-cat .ansible/molecule-accelerators.log
-if $lab_ok && [ "$accelerators_rc" = 0 ]; then
+others_rc=0
+wait "$background" || others_rc=$?
+if [ "${#others[@]}" -gt 0 ]; then
+  echo "== molecule ${others[*]} (in the background while the lab converged), the log:"
+  cat .ansible/molecule-others.log
+fi
+if $lab_ok && [ "$others_rc" = 0 ]; then
   lab_step verify || { python3 scripts/junit_failures.py .ansible/junit-lab.xml; lab_ok=false; }
 fi
 lab_step destroy
 echo "== molecule lab: $(seconds_since "$start") s"
-$lab_ok && [ "$accelerators_rc" = 0 ]
+$lab_ok && [ "$others_rc" = 0 ]

@@ -77,3 +77,57 @@ def test_login_refused(monkeypatch):
     monkeypatch.setattr(dl_devpi, "request", lambda *a, **k: (401, b'{"message": "unauthorized"}'))
     with pytest.raises(DevpiError, match="devpi login as root failed \\(HTTP 401\\): check pip_mirror_root_password"):
         login("http://m:3141", "root", "bad")
+
+
+class FakeDevpi:
+    """devpi's login and user PATCH, in memory: one user, one password."""
+
+    def __init__(self, password):
+        self.password = password
+        self.calls = []
+
+    def __call__(self, method, url, body=None, auth=None, timeout=60, **_):
+        self.calls.append((method, url.rsplit("/", 1)[-1]))
+        if url.endswith("/+login"):
+            if body["password"] == self.password:
+                return 200, json.dumps({"result": {"password": "tok-" + self.password}}).encode()
+            return 401, b'{"message": "unauthorized"}'
+        if method == "PATCH" and auth == auth_header("root", "tok-" + self.password):
+            self.password = body["password"]
+            return 200, b'{"result": {}}'
+        return 403, b'{"message": "forbidden"}'
+
+
+def test_password_already_taken_changes_nothing(monkeypatch):
+    devpi = FakeDevpi("new")
+    monkeypatch.setattr(dl_devpi, "request", devpi)
+    assert dl_devpi.ensure_password("http://m", "root", "new", ["old"]) is False
+    assert devpi.calls == [("POST", "+login")]
+
+
+def test_password_rotated_from_a_previous_one(monkeypatch):
+    devpi = FakeDevpi("old")
+    monkeypatch.setattr(dl_devpi, "request", devpi)
+    assert dl_devpi.ensure_password("http://m", "root", "new", ["older", "old"]) is True
+    assert devpi.password == "new"
+    assert ("PATCH", "root") in devpi.calls
+
+
+def test_password_rotation_in_check_mode_changes_nothing(monkeypatch):
+    devpi = FakeDevpi("old")
+    monkeypatch.setattr(dl_devpi, "request", devpi)
+    assert dl_devpi.ensure_password("http://m", "root", "new", ["old"], check_mode=True) is True
+    assert devpi.password == "old" and ("PATCH", "root") not in devpi.calls
+
+
+def test_password_nobody_knows_is_refused_naming_the_variables(monkeypatch):
+    monkeypatch.setattr(dl_devpi, "request", FakeDevpi("lost"))
+    with pytest.raises(DevpiError, match="nor any of the 2 previous ones: set pip_mirror_root_password .* "
+                                         "pip_mirror_root_password_previous"):
+        dl_devpi.ensure_password("http://m", "root", "new", ["a", "b"])
+
+
+def test_a_server_error_is_not_a_refused_password(monkeypatch):
+    monkeypatch.setattr(dl_devpi, "request", lambda *a, **k: (502, b'{"message": "bad gateway"}'))
+    with pytest.raises(DevpiError, match="HTTP 502"):
+        dl_devpi.ensure_password("http://m", "root", "new", ["old"])

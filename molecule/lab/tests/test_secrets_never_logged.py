@@ -1,0 +1,109 @@
+"""No secret of the inventory is ever printed: not by the lab's first converge at -vvv (the run that uses every
+secret: devpi's initialisation, Jupyter's token, TensorBoard's login), and not by a -vvv run that rotates them all.
+
+scripts/molecule-suite.sh runs the lab's converge at -vvv into .ansible/lab-converge-vvv.log. The rotation writes new
+secrets into the lab's state (where the inventory's password lookups read them) and names the old root password
+in pip_mirror_root_password_previous; every service then takes only the new ones."""
+
+import json
+import os
+import re
+import secrets as tokens
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+
+from labtest import ROOT, lab_address, run_playbook  # noqa: E402
+
+testinfra_hosts = ["ansible://head"]
+
+STATE = Path(os.environ["DL_LAB_STATE_DIR"]) / os.environ["DL_LAB_NAME"]
+CA_CERT = STATE / "pki" / "dlcluster-cluster-ca.crt"
+CONVERGE_LOG = ROOT / ".ansible" / "lab-converge-vvv.log"
+# The state files behind the inventory's secrets (inventories/lab/group_vars/all/{pip,notebooks}.yml).
+SECRET_FILES = ("devpi-root-password", "jupyter-token", "tensorboard-password")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def read_secrets() -> dict:
+    return {name: (STATE / name).read_text().split()[0] for name in SECRET_FILES}
+
+
+def leaks(output: str, values) -> list[str]:
+    """The secrets that appear in the output, each shortened to its first 4 characters."""
+    return [value[:4] + "..." for value in values if value in output]
+
+
+def controller_curl(*args: str) -> tuple[int, str]:
+    run = subprocess.run(["curl", "-sS", "--cacert", str(CA_CERT), "--max-time", "30", "-w", r"\n%{http_code}", *args],
+                         capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    body, _, status = run.stdout.rpartition("\n")
+    return int(status), body
+
+
+def devpi_login(password: str) -> int:
+    body = json.dumps({"user": "root", "password": password})
+    return controller_curl("-X", "POST", "-H", "Content-Type: application/json", "-d", body,
+                           f"https://{lab_address('head')}:3141/+login")[0]
+
+
+def test_the_first_converge_at_vvv_prints_no_secret():
+    assert CONVERGE_LOG.exists(), f"{CONVERGE_LOG} is missing: scripts/molecule-suite.sh writes it (make molecule)"
+    output = ANSI.sub("", CONVERGE_LOG.read_text(errors="replace"))
+    # The capture is the real thing: at -vvv (module arguments printed), and it reached the tasks that use secrets.
+    assert '"module_args"' in output and "PLAY RECAP" in output, "the capture is not a -vvv converge"
+    for task in ("pip_mirror : Initialise devpi's state", "pip_mirror : Configure the indexes",
+                 "jupyter : ", "tensorboard : "):
+        assert f"TASK [{task}" in output, f"the converge never reached {task}"
+    assert leaks(output, read_secrets().values()) == []
+
+
+@pytest.fixture(scope="module")
+def rotation(tmp_path_factory):
+    old = read_secrets()
+    new = {name: tokens.token_urlsafe(24) for name in SECRET_FILES}
+    extra = tmp_path_factory.mktemp("rotation") / "previous.json"
+    extra.write_text(json.dumps({"pip_mirror_root_password_previous": [old["devpi-root-password"]]}))
+    extra.chmod(0o600)
+    for name, value in new.items():
+        (STATE / name).write_text(value + "\n")
+    run = run_playbook("site.yml", "--tags", "pip_mirror,notebooks", "-vvv", "-e", f"@{extra}")
+    return old, new, run
+
+
+def test_a_run_that_rotates_every_secret_prints_none_of_them(rotation):
+    old, new, run = rotation
+    output = ANSI.sub("", run.stdout + run.stderr)
+    assert run.returncode == 0, output[-4000:]
+    assert '"module_args"' in output, "the rotation run is not at -vvv"
+    assert leaks(output, [*old.values(), *new.values()]) == []
+    for task in ("pip_mirror : Make the root password the inventory's", "jupyter : ", "tensorboard : "):
+        assert f"TASK [{task}" in output, f"the rotation never reached {task}"
+
+
+def test_after_the_rotation_only_the_new_secrets_open_the_services(rotation):
+    old, new, _ = rotation
+    head = lab_address("head")
+    assert devpi_login(new["devpi-root-password"]) == 200
+    assert devpi_login(old["devpi-root-password"]) == 401
+    for token, status in ((new["jupyter-token"], 200), (old["jupyter-token"], 403)):
+        assert controller_curl("-H", f"Authorization: token {token}", f"https://{head}:8888/api/status")[0] == status
+    for password, status in ((new["tensorboard-password"], 200), (old["tensorboard-password"], 401)):
+        assert controller_curl("-u", f"tensorboard:{password}", f"https://{head}:6006/")[0] == status
+
+
+def test_no_secret_is_left_readable_by_other_users_on_the_host(host, rotation):
+    """The rotated secrets sit only in root- or service-owned files that no other user can read."""
+    _, new, _ = rotation
+    pattern = "|".join(re.escape(value) for value in new.values())
+    with host.sudo():
+        found = host.run(f"grep -rlE {shlex.quote(pattern)} /etc /opt/dlcluster /home /var/lib/devpi 2>/dev/null "
+                         "| xargs -r stat -c '%a %U %n'").stdout.split("\n")
+    world_readable = [line for line in found if line and int(line.split()[0], 8) & 0o004]
+    assert world_readable == [], world_readable
