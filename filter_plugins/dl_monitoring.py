@@ -38,6 +38,8 @@ def _target(address: str, port: int) -> str:
 def dl_prometheus_scrape_configs(jobs, scheme="http") -> list[dict]:
     """Prometheus ``scrape_configs`` for the given jobs, one static target per member.
 
+    A job's own ``scheme`` key overrides ``scheme`` (e.g. https for the node exporters only).
+
     Each target carries ``instance: <inventory name>``, so alerts and
     dashboards name hosts as the inventory does rather than by address. Jobs
     without members are left out; a member without an address, a bad port or
@@ -65,8 +67,12 @@ def dl_prometheus_scrape_configs(jobs, scheme="http") -> list[dict]:
                     f"dl_prometheus_scrape_configs: host {host} of job {name} has no address; "
                     f"set dl_address (or an IP ansible_host) for {host}")
             static.append({"targets": [_target(address, port)], "labels": {"instance": host}})
+        job_scheme = str(job.get("scheme", scheme))
+        if job_scheme not in ("http", "https"):
+            raise AnsibleFilterError(f"dl_prometheus_scrape_configs: job {name}: scheme must be http or https, "
+                                     f"not {job_scheme!r}")
         if static:
-            configs.append({"job_name": name, "scheme": scheme, "static_configs": static})
+            configs.append({"job_name": name, "scheme": job_scheme, "static_configs": static})
     return configs
 
 

@@ -30,6 +30,14 @@ def test_jobs_without_members_are_left_out_and_order_is_kept():
     assert {c["scheme"] for c in configs} == {"https"}
 
 
+def test_a_jobs_own_scheme_overrides_the_default():
+    configs = dl_prometheus_scrape_configs([
+        {"job": "node", "port": 9100, "members": MEMBERS, "scheme": "https"},
+        {"job": "dcgm", "port": 9400, "members": MEMBERS},
+    ])
+    assert [(c["job_name"], c["scheme"]) for c in configs] == [("node", "https"), ("dcgm", "http")]
+
+
 def test_the_result_is_plain_yaml():
     text = yaml.safe_dump({"scrape_configs": dl_prometheus_scrape_configs(
         [{"job": "node", "port": 9100, "members": MEMBERS}])})
@@ -47,6 +55,8 @@ def test_the_result_is_plain_yaml():
     ([{"job": "node", "members": MEMBERS}], "http", "each job needs job, port and members"),
     ({"job": "node"}, "http", "expects a list of jobs"),
     ([], "ftp", "scheme must be http or https"),
+    ([{"job": "node", "port": 9100, "members": MEMBERS, "scheme": "tcp"}], "http",
+     "job node: scheme must be http or https, not 'tcp'"),
 ])
 def test_bad_input_is_refused_with_the_reason(jobs, scheme, message):
     with pytest.raises(AnsibleFilterError, match=message.replace("(", r"\(")):

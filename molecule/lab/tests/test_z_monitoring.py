@@ -55,6 +55,22 @@ def test_every_lab_host_node_exporter_is_up():
     assert states == {"head": "1", "cpu1": "1", "cpu2": "1"}, up()
 
 
+def test_node_exporters_serve_https_only_with_cluster_certificates(host):
+    """Prometheus scrapes every node over https; from head (a monitoring host, let in by the firewall) a node's
+    exporter answers https verified by the system trust store (the cluster CA), and refuses plain http."""
+    import urllib.request  # pylint: disable=import-outside-toplevel
+
+    with urllib.request.urlopen(f"http://{lab_address('head')}:9090/api/v1/targets", timeout=10) as answer:
+        targets = [t for t in json.load(answer)["data"]["activeTargets"] if t["labels"]["job"] == "node"]
+    assert {t["labels"]["instance"]: (t["scrapeUrl"].split(":")[0], t["health"]) for t in targets} == {
+        name: ("https", "up") for name in ("head", "cpu1", "cpu2")}, targets
+    for name in ("cpu1", "cpu2"):
+        url = f"{lab_address(name)}:9100/metrics"
+        secure = host.run(f"curl -sS -o /dev/null -w '%{{http_code}}' https://{url}")
+        assert secure.stdout == "200", secure.stderr
+        assert host.run(f"curl -s -o /dev/null -w '%{{http_code}}' http://{url}").stdout == "400"
+
+
 def test_prometheus_and_alertmanager_scrape_themselves():
     jobs = {r["metric"]["job"]: r["value"][1] for r in prometheus_query('up{job=~"prometheus|alertmanager"}')}
     assert jobs == {"prometheus": "1", "alertmanager": "1"}
