@@ -113,18 +113,27 @@ def probe_from_controller(address: str, port: int) -> str:
     return "open"
 
 
-def prometheus_query(expr: str, timeout: float = 10) -> list[dict]:
-    """The result vector of an instant query against the lab's Prometheus (on head), asked from the
-    controller (an admin address, which the firewall lets in)."""
+def prometheus_api(path: str, timeout: float = 10) -> dict:
+    """The `data` of a GET of Prometheus's API on head (e.g. "targets"), over https checked against the lab's
+    cluster CA, asked from the controller (an admin address, which the firewall lets in)."""
     import json  # pylint: disable=import-outside-toplevel
-    import urllib.parse  # pylint: disable=import-outside-toplevel
+    import ssl  # pylint: disable=import-outside-toplevel
     import urllib.request  # pylint: disable=import-outside-toplevel
 
-    url = f"http://{lab_address('head')}:9090/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-    with urllib.request.urlopen(url, timeout=timeout) as answer:  # noqa: S310 (the lab's own server)
+    ca_file = Path(os.environ["DL_LAB_STATE_DIR"]) / os.environ["DL_LAB_NAME"] / "pki" / "dlcluster-cluster-ca.crt"
+    context = ssl.create_default_context(cafile=str(ca_file))
+    url = f"https://{lab_address('head')}:9090/api/v1/{path}"
+    with urllib.request.urlopen(url, timeout=timeout, context=context) as answer:  # noqa: S310 (the lab's own)
         body = json.load(answer)
     assert body["status"] == "success", body
-    return body["data"]["result"]
+    return body["data"]
+
+
+def prometheus_query(expr: str, timeout: float = 10) -> list[dict]:
+    """The result vector of an instant query against the lab's Prometheus (see prometheus_api)."""
+    import urllib.parse  # pylint: disable=import-outside-toplevel
+
+    return prometheus_api("query?" + urllib.parse.urlencode({"query": expr}), timeout)["result"]
 
 
 def ntp_reach(host, server: str, attempts: int = 30) -> str:

@@ -15,7 +15,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 
 from dashboards import dashboard_files, panel_queries  # noqa: E402
-from labtest import UDP_ECHO, lab_address, lab_host, prometheus_query, run_playbook  # noqa: E402
+from labtest import UDP_ECHO, lab_address, lab_host, prometheus_api, prometheus_query, run_playbook  # noqa: E402
 
 testinfra_hosts = ["ansible://head"]
 
@@ -58,10 +58,7 @@ def test_every_lab_host_node_exporter_is_up():
 def test_node_exporters_serve_https_only_with_cluster_certificates(host):
     """Prometheus scrapes every node over https; from head (a monitoring host, let in by the firewall) a node's
     exporter answers https verified by the system trust store (the cluster CA), and refuses plain http."""
-    import urllib.request  # pylint: disable=import-outside-toplevel
-
-    with urllib.request.urlopen(f"http://{lab_address('head')}:9090/api/v1/targets", timeout=10) as answer:
-        targets = [t for t in json.load(answer)["data"]["activeTargets"] if t["labels"]["job"] == "node"]
+    targets = [t for t in prometheus_api("targets")["activeTargets"] if t["labels"]["job"] == "node"]
     assert {t["labels"]["instance"]: (t["scrapeUrl"].split(":")[0], t["health"]) for t in targets} == {
         name: ("https", "up") for name in ("head", "cpu1", "cpu2")}, targets
     for name in ("cpu1", "cpu2"):
@@ -71,9 +68,15 @@ def test_node_exporters_serve_https_only_with_cluster_certificates(host):
         assert host.run(f"curl -s -o /dev/null -w '%{{http_code}}' http://{url}").stdout == "400"
 
 
-def test_prometheus_and_alertmanager_scrape_themselves():
+def test_prometheus_and_alertmanager_serve_https_and_scrape_themselves():
+    """Both answer https with cluster certificates (prometheus_api checks them against the cluster CA), scrape
+    each other over https, and Prometheus delivers alerts to Alertmanager over https."""
     jobs = {r["metric"]["job"]: r["value"][1] for r in prometheus_query('up{job=~"prometheus|alertmanager"}')}
     assert jobs == {"prometheus": "1", "alertmanager": "1"}
+    urls = {t["labels"]["job"]: t["scrapeUrl"] for t in prometheus_api("targets")["activeTargets"]}
+    assert urls["prometheus"].startswith("https://") and urls["alertmanager"].startswith("https://"), urls
+    alertmanagers = prometheus_api("alertmanagers")["activeAlertmanagers"]
+    assert [a["url"].split(":")[0] for a in alertmanagers] == ["https"], alertmanagers
 
 
 def test_config_and_rules_pass_promtool_and_are_loaded(host):
@@ -82,7 +85,7 @@ def test_config_and_rules_pass_promtool_and_are_loaded(host):
         assert host.run("promtool check rules /etc/prometheus/rules/dlcluster.rules.yml").rc == 0
     names = {r["metric"]["alertname"] for r in prometheus_query("ALERTS") }
     rules = json.loads(host.run(f"python3 -c \"import urllib.request; print(urllib.request.urlopen("
-                                f"'http://{lab_address('head')}:9090/api/v1/rules').read().decode())\"").stdout)
+                                f"'https://{lab_address('head')}:9090/api/v1/rules').read().decode())\"").stdout)
     loaded = {rule["name"] for group in rules["data"]["groups"] for rule in group["rules"] if rule["type"] == "alerting"}
     assert ALERTS <= loaded, f"alert rules not loaded: {ALERTS - loaded} (firing now: {names})"
 
