@@ -3,9 +3,10 @@
 
 For each size (BENCH_SIZES, default "2 3 16"): a lab of that many hosts (its own name, bench<N>,
 next to any other lab), a cold converge, then BENCH_WARM_RUNS (default 2) warm runs of site.yml,
-each timed and checked for changed=0 on every host. Every size runs the same plays: the Python
-environments, the notebook services (which need the environments) and the Docker engine are left
-out by tag (BENCH_SKIP_TAGS, default python_envs,notebooks,docker) so that 16 hosts fit two cores
+each timed and checked for changed=0 on every host, then one warm run without the canary plays'
+probe (-e dl_rollout_probe_first=false: every host through the batches, as before the probe).
+Every size runs the same plays: the Python environments, the notebook services (which need the
+environments) and the Docker engine are left out by tag (BENCH_SKIP_TAGS, default python_envs,notebooks,docker) so that 16 hosts fit two cores
 and the ratios compare like with like; the 3-host lab's full-site warm run is measured on the
 molecule lab (see the README).
 
@@ -51,11 +52,11 @@ def inventory_dir(name: str) -> Path:
     return path
 
 
-def site(inventory: Path, name: str) -> dict:
+def site(inventory: Path, name: str, *extra: str) -> dict:
     env = {**os.environ, "DL_LAB_NAME": name, "DL_LAB_STATE_DIR": str(ROOT / ".lab"),
            "ANSIBLE_FORCE_COLOR": "0"}
     start = time.monotonic()
-    run = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inventory), "site.yml", "--skip-tags", SKIP_TAGS],
+    run = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inventory), "site.yml", "--skip-tags", SKIP_TAGS, *extra],
                          cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     seconds = time.monotonic() - start
     recap = {m[0]: {"ok": int(m[1]), "changed": int(m[2]), "unreachable": int(m[3]), "failed": int(m[4])}
@@ -80,11 +81,14 @@ def measure(size: int) -> dict:
             warm.append(site(inventory, name))
             if warm[-1]["changed"]:
                 sys.exit(f"bench-rollout: warm run {i + 1} on {size} hosts changed {warm[-1]['changed']} task(s)")
+        # The same warm run without the canary plays' check-mode probe: every host through the batches.
+        log(f"{size} hosts: warm run without the probe")
+        no_probe = site(inventory, name, "-e", "dl_rollout_probe_first=false")
     finally:
         if not KEEP:
             lab("down", "--name", name)
     return {"hosts": size, "cold_seconds": cold["seconds"], "warm_seconds": [w["seconds"] for w in warm],
-            "warm_best": min(w["seconds"] for w in warm)}
+            "warm_best": min(w["seconds"] for w in warm), "warm_no_probe_seconds": no_probe["seconds"]}
 
 
 def write_reports(results: list[dict]) -> Path:
@@ -97,9 +101,10 @@ def write_reports(results: list[dict]) -> Path:
     meta = {"time": stamp, "skip_tags": SKIP_TAGS, "warm_runs": WARM_RUNS, "cpus": os.cpu_count(),
             "results": results}
     (out / f"{stamp}.json").write_text(json.dumps(meta, indent=2) + "\n")
-    rows = ["| hosts | cold converge (s) | warm runs (s) | best warm (s) | warm / smallest |", "|---|---|---|---|---|"]
+    rows = ["| hosts | cold converge (s) | warm runs (s) | best warm (s) | warm / smallest | "
+            "warm without the canary probe (s) |", "|---|---|---|---|---|---|"]
     rows += [f"| {r['hosts']} | {r['cold_seconds']} | {', '.join(map(str, r['warm_seconds']))} | {r['warm_best']} | "
-             f"{r['warm_ratio_to_smallest']} |" for r in results]
+             f"{r['warm_ratio_to_smallest']} | {r['warm_no_probe_seconds']} |" for r in results]
     (out / f"{stamp}.md").write_text(
         f"# site.yml warm re-runs ({stamp})\n\n`site.yml --skip-tags {SKIP_TAGS}` on lab containers, "
         f"{os.cpu_count()} controller cores; every warm run reported changed=0 on every host.\n\n"
@@ -112,6 +117,7 @@ def write_reports(results: list[dict]) -> Path:
         fig, ax = plt.subplots(figsize=(6, 4))
         hosts = [r["hosts"] for r in results]
         ax.plot(hosts, [r["warm_best"] for r in results], marker="o", label="warm re-run (best)")
+        ax.plot(hosts, [r["warm_no_probe_seconds"] for r in results], marker="^", label="warm, no canary probe")
         ax.plot(hosts, [r["cold_seconds"] for r in results], marker="s", label="cold converge")
         ax.set_xlabel("lab hosts")
         ax.set_ylabel("seconds")
