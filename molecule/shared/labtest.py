@@ -113,6 +113,20 @@ def probe_from_controller(address: str, port: int) -> str:
     return "open"
 
 
+def cluster_ca_cert() -> Path:
+    """The lab's cluster CA certificate on the controller (roles/pki; the lab keeps its CA in its state)."""
+    return Path(os.environ["DL_LAB_STATE_DIR"]) / os.environ["DL_LAB_NAME"] / "pki" / "dlcluster-cluster-ca.crt"
+
+
+def controller_curl(*args: str) -> tuple[int, str]:
+    """curl on the controller, trusting the cluster CA only: (HTTP status, body)."""
+    run = subprocess.run(["curl", "-sS", "--cacert", str(cluster_ca_cert()), "--max-time", "60",
+                          "-w", r"\n%{http_code}", *args], capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    body, _, status = run.stdout.rpartition("\n")
+    return int(status), body
+
+
 def prometheus_api(path: str, timeout: float = 10) -> dict:
     """The `data` of a GET of Prometheus's API on head (e.g. "targets"), over https checked against the lab's
     cluster CA, asked from the controller (an admin address, which the firewall lets in)."""
@@ -120,8 +134,7 @@ def prometheus_api(path: str, timeout: float = 10) -> dict:
     import ssl  # pylint: disable=import-outside-toplevel
     import urllib.request  # pylint: disable=import-outside-toplevel
 
-    ca_file = Path(os.environ["DL_LAB_STATE_DIR"]) / os.environ["DL_LAB_NAME"] / "pki" / "dlcluster-cluster-ca.crt"
-    context = ssl.create_default_context(cafile=str(ca_file))
+    context = ssl.create_default_context(cafile=str(cluster_ca_cert()))
     url = f"https://{lab_address('head')}:9090/api/v1/{path}"
     with urllib.request.urlopen(url, timeout=timeout, context=context) as answer:  # noqa: S310 (the lab's own)
         body = json.load(answer)

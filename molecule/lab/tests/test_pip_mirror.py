@@ -8,7 +8,6 @@ import io
 import json
 import os
 import re
-import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -18,12 +17,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 
-from labtest import lab_address, lab_host  # noqa: E402
+from labtest import controller_curl, lab_address, lab_host  # noqa: E402
 
 testinfra_hosts = ["ansible://head", "ansible://cpu1", "ansible://cpu2"]
 
 STATE = Path(os.environ["DL_LAB_STATE_DIR"]) / os.environ["DL_LAB_NAME"]
-CA_CERT = STATE / "pki" / "dlcluster-cluster-ca.crt"
 INDEXES = ["root/wheels", "root/pypi", "root/cpu", "root/nvidia", "root/rocm"]
 MIRRORS = {"root/pypi"}
 PROBE_WHEEL = "dlcluster_probe-1.0-py3-none-any.whl"
@@ -48,15 +46,6 @@ def probe_wheel(marker: str = "") -> bytes:
 
 def mirror_url() -> str:
     return f"https://{lab_address('head')}:3141"
-
-
-def controller_curl(*args: str) -> tuple[int, str]:
-    """curl on the controller, trusting the cluster CA only: (status, body)."""
-    run = subprocess.run(["curl", "-sS", "--cacert", str(CA_CERT), "--max-time", "60", "-w", r"\n%{http_code}", *args],
-                         capture_output=True, text=True, check=False)
-    assert run.returncode == 0, run.stderr
-    body, _, status = run.stdout.rpartition("\n")
-    return int(status), body
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import os
 import re
 import secrets as tokens
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,12 +17,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 
-from labtest import ROOT, lab_address, run_playbook  # noqa: E402
+from labtest import ROOT, controller_curl, lab_address, run_playbook  # noqa: E402
 
 testinfra_hosts = ["ansible://head"]
 
 STATE = Path(os.environ["DL_LAB_STATE_DIR"]) / os.environ["DL_LAB_NAME"]
-CA_CERT = STATE / "pki" / "dlcluster-cluster-ca.crt"
 CONVERGE_LOG = ROOT / ".ansible" / "lab-converge-vvv.log"
 # The state files behind the inventory's secrets (inventories/lab/group_vars/all/{pip,notebooks}.yml).
 SECRET_FILES = ("devpi-root-password", "jupyter-token", "tensorboard-password")
@@ -37,14 +35,6 @@ def read_secrets() -> dict:
 def leaks(output: str, values) -> list[str]:
     """The secrets that appear in the output, each shortened to its first 4 characters."""
     return [value[:4] + "..." for value in values if value in output]
-
-
-def controller_curl(*args: str) -> tuple[int, str]:
-    run = subprocess.run(["curl", "-sS", "--cacert", str(CA_CERT), "--max-time", "30", "-w", r"\n%{http_code}", *args],
-                         capture_output=True, text=True, check=False)
-    assert run.returncode == 0, run.stderr
-    body, _, status = run.stdout.rpartition("\n")
-    return int(status), body
 
 
 def devpi_login(password: str) -> int:
