@@ -10,14 +10,6 @@ description:
   - Logs in to devpi-server's HTTP API, reads the index's configuration and creates the index or
     changes only the keys that differ. Supports check mode and reports a diff.
 options:
-  url:
-    description: Base URL of the server, e.g. http://127.0.0.1:3141.
-    type: str
-    required: true
-  user:
-    description: devpi user that owns the index.
-    type: str
-    default: root
   password:
     description: Password of I(user).
     type: str
@@ -28,9 +20,10 @@ options:
     type: str
     required: true
   config:
-    description: Index settings, e.g. {type: mirror, mirror_url: ...} or {type: stage, bases: [...]}.
+    description: "Index settings, e.g. {type: mirror, mirror_url: ...} or {type: stage, bases: [...]}."
     type: dict
     required: true
+extends_documentation_fragment: [dl_devpi]
 author: dlcluster
 """
 
@@ -51,7 +44,7 @@ config:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.dl_devpi import DevpiError, json_request, login
+from ansible.module_utils.dl_devpi import CONNECTION_ARGUMENT_SPEC, DevpiError, json_request, login
 
 
 def differences(current: dict, wanted: dict) -> dict:
@@ -62,8 +55,7 @@ def differences(current: dict, wanted: dict) -> dict:
 def main():
     module = AnsibleModule(
         argument_spec={
-            "url": {"type": "str", "required": True},
-            "user": {"type": "str", "default": "root"},
+            **CONNECTION_ARGUMENT_SPEC,
             "password": {"type": "str", "required": True, "no_log": True},
             "name": {"type": "str", "required": True},
             "config": {"type": "dict", "required": True},

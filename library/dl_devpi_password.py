@@ -11,14 +11,6 @@ description:
     I(previous) that devpi takes, sets I(password), and checks that it logs in. Fails, naming the variables,
     when devpi takes none of them. Supports check mode. Every password stays out of logs (no_log).
 options:
-  url:
-    description: Base URL of the server, e.g. http://127.0.0.1:13141.
-    type: str
-    required: true
-  user:
-    description: devpi user whose password this is.
-    type: str
-    default: root
   password:
     description: The password the user must have.
     type: str
@@ -30,6 +22,7 @@ options:
     elements: str
     default: []
     no_log: true
+extends_documentation_fragment: [dl_devpi]
 author: dlcluster
 """
 
@@ -49,14 +42,13 @@ changed:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.dl_devpi import DevpiError, ensure_password
+from ansible.module_utils.dl_devpi import CONNECTION_ARGUMENT_SPEC, DevpiError, ensure_password
 
 
 def main():
     module = AnsibleModule(
         argument_spec={
-            "url": {"type": "str", "required": True},
-            "user": {"type": "str", "default": "root"},
+            **CONNECTION_ARGUMENT_SPEC,
             "password": {"type": "str", "required": True, "no_log": True},
             "previous": {"type": "list", "elements": "str", "default": [], "no_log": True},
         },

@@ -12,14 +12,6 @@ description:
     that is listed is left alone. Logs in (as dl_devpi_index does) only when something is to be uploaded.
     Supports check mode.
 options:
-  url:
-    description: Base URL of the server, e.g. http://127.0.0.1:3141.
-    type: str
-    required: true
-  user:
-    description: devpi user that owns the index.
-    type: str
-    default: root
   password:
     description: Password of I(user).
     type: str
@@ -34,6 +26,7 @@ options:
     type: list
     elements: path
     required: true
+extends_documentation_fragment: [dl_devpi]
 author: dlcluster
 """
 
@@ -56,7 +49,8 @@ uploaded:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.dl_devpi import DevpiError, login, normalise_project, request, upload_body, wheel_name_parts
+from ansible.module_utils.dl_devpi import (CONNECTION_ARGUMENT_SPEC, DevpiError, login, normalise_project, request,
+                                           upload_body, wheel_name_parts)
 
 
 def upload_fields(filename) -> dict:
@@ -80,8 +74,7 @@ def listed(page: bytes, filename: str) -> bool:
 def main():
     module = AnsibleModule(
         argument_spec={
-            "url": {"type": "str", "required": True},
-            "user": {"type": "str", "default": "root"},
+            **CONNECTION_ARGUMENT_SPEC,
             "password": {"type": "str", "required": True, "no_log": True},
             "index": {"type": "str", "default": "wheels"},
             "wheels": {"type": "list", "elements": "path", "required": True},

@@ -14,6 +14,13 @@ import urllib.error
 import urllib.request
 
 
+# The options of every devpi module (documented in doc_fragments/dl_devpi.py): the server and the user.
+CONNECTION_ARGUMENT_SPEC = {
+    "url": {"type": "str", "required": True},
+    "user": {"type": "str", "default": "root"},
+}
+
+
 class DevpiError(Exception):
     """A devpi request that failed, with a message for the operator."""
 

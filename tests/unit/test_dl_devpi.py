@@ -2,6 +2,10 @@
 
 import base64
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -131,3 +135,15 @@ def test_a_server_error_is_not_a_refused_password(monkeypatch):
     monkeypatch.setattr(dl_devpi, "request", lambda *a, **k: (502, b'{"message": "bad gateway"}'))
     with pytest.raises(DevpiError, match="HTTP 502"):
         dl_devpi.ensure_password("http://m", "root", "new", ["old"])
+
+
+@pytest.mark.parametrize("module", ["dl_devpi_index", "dl_devpi_wheelhouse", "dl_devpi_password"])
+def test_module_documentation_parses_with_the_shared_fragment(module):
+    """ansible-doc reads each module's DOCUMENTATION with doc_fragments/dl_devpi.py merged in."""
+    root = Path(__file__).resolve().parents[2]
+    run = subprocess.run([str(Path(sys.executable).parent / "ansible-doc"), "--json", module], cwd=root,
+                         capture_output=True, text=True, check=False,
+                         env={**os.environ, "ANSIBLE_CONFIG": str(root / "ansible.cfg")})
+    assert run.returncode == 0, run.stderr
+    options = json.loads(run.stdout)[module]["doc"]["options"]
+    assert {"url", "user"} <= set(options), options
