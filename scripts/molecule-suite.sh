@@ -37,7 +37,8 @@ lab_step() {
   t=$(date +%s)
   case $1 in
     converge)
-      molecule converge -s lab -- -vvv > "$CONVERGE_LOG" 2>&1 || rc=$?
+      # Wide lines: molecule wraps ansible's output at the terminal's width.
+      COLUMNS=1000 molecule converge -s lab -- -vvv > "$CONVERGE_LOG" 2>&1 || rc=$?
       if [ "$rc" = 0 ]; then grep -A8 "PLAY RECAP" "$CONVERGE_LOG" | tail -9; else tail -400 "$CONVERGE_LOG"; fi ;;
     check) molecule converge -s lab -- --check || rc=$? ;;
     *) molecule "$1" -s lab || rc=$? ;;
