@@ -5,6 +5,7 @@ Named to run last: the reboots restart cpu1 and cpu2, and every service must com
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -66,6 +67,24 @@ def test_a_failure_on_the_canary_leaves_every_other_host_unchanged():
         assert f"ok: [{name}]" not in canary_play and f"changed: [{name}]" not in canary_play, output[-4000:]
         assert firewall_state(name) == before[name], f"{name} changed although the canary failed"
     assert firewall_state(canary) == before[canary]
+
+
+def test_the_first_converge_probed_no_host_and_ignored_no_error():
+    """On fresh hosts the canary plays' check-mode probes are skipped (no rollout mark yet): nothing failed and was
+    ignored in the lab's first converge (captured at -vvv by scripts/molecule-suite.sh)."""
+    log = ROOT / ".ansible" / "lab-converge-vvv.log"
+    assert log.exists(), f"{log} is missing: scripts/molecule-suite.sh writes it (make molecule)"
+    output = re.sub(r"\x1b\[[0-9;]*m", "", log.read_text(errors="replace"))
+    recap = re.findall(r"^\W*(head|cpu1|cpu2)\s+:\s+ok=\d+.*?ignored=(\d+)", output, re.M)
+    assert sorted(name for name, _ in recap) == ["cpu1", "cpu2", "head"], recap
+    assert all(ignored == "0" for _, ignored in recap), recap
+
+
+def test_every_member_carries_the_marks_of_the_three_rollouts():
+    """Every host came through the three canary plays, so later runs probe it first."""
+    for name in MEMBERS:
+        marks = lab_host(name).run("ls /var/lib/dlcluster/rollout").stdout.split()
+        assert sorted(marks) == ["firewall", "notebooks", "ssh_hardening"], (name, marks)
 
 
 # ---------------------------------------------------------------- drift -----
