@@ -61,7 +61,9 @@ def rotation(tmp_path_factory):
     old = read_secrets()
     new = {name: tokens.token_urlsafe(24) for name in SECRET_FILES}
     extra = tmp_path_factory.mktemp("rotation") / "previous.json"
-    extra.write_text(json.dumps({"pip_mirror_root_password_previous": [old["devpi-root-password"]]}))
+    # The canary's probe runs (its check mode handles the secrets too); the batches are one: all hosts at once.
+    extra.write_text(json.dumps({"pip_mirror_root_password_previous": [old["devpi-root-password"]],
+                                 "dl_rollout_batches": ["100%"]}))
     extra.chmod(0o600)
     for name, value in new.items():
         (STATE / name).write_text(value + "\n")
