@@ -63,24 +63,27 @@ def auth_header(user, token) -> str:
     return base64.b64encode(f"{user}:{token}".encode()).decode()
 
 
-def login(base, user, password, timeout=60) -> str:
-    """Log in as `user` and return the X-Devpi-Auth header value; DevpiError when refused."""
+def _login_reply(base, user, password, timeout):
+    """(HTTP status, reply, X-Devpi-Auth value or None) of one login."""
     status, reply = json_request("POST", f"{base}/+login", {"user": user, "password": password}, timeout=timeout)
     token = (reply.get("result") or {}).get("password") if status == 200 else None
-    if not token:
+    return status, reply, (auth_header(user, token) if token else None)
+
+
+def login(base, user, password, timeout=60) -> str:
+    """Log in as `user` and return the X-Devpi-Auth header value; DevpiError when refused."""
+    status, _, auth = _login_reply(base, user, password, timeout)
+    if auth is None:
         raise DevpiError(f"devpi login as {user} failed (HTTP {status}): check pip_mirror_root_password")
-    return auth_header(user, token)
+    return auth
 
 
 def try_login(base, user, password, timeout=60):
     """The X-Devpi-Auth value when devpi takes the password, None when it refuses it (HTTP 401);
     DevpiError for any other answer (a server that does not answer is no refused password)."""
-    status, reply = json_request("POST", f"{base}/+login", {"user": user, "password": password}, timeout=timeout)
-    token = (reply.get("result") or {}).get("password") if status == 200 else None
-    if token:
-        return auth_header(user, token)
-    if status == 401:
-        return None
+    status, reply, auth = _login_reply(base, user, password, timeout)
+    if auth is not None or status == 401:
+        return auth
     raise DevpiError(f"devpi login as {user} gave HTTP {status}: {reply.get('message', reply)}")
 
 
@@ -91,7 +94,7 @@ def ensure_password(base, user, password, previous, check_mode=False, timeout=60
     sets the new one, which must then log in itself. DevpiError when devpi takes none of them."""
     if try_login(base, user, password, timeout) is not None:
         return False
-    for number, old in enumerate(previous):
+    for old in previous:
         auth = try_login(base, user, old, timeout)
         if auth is None:
             continue
