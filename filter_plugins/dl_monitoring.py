@@ -38,7 +38,8 @@ def _target(address: str, port: int) -> str:
 def dl_prometheus_scrape_configs(jobs, scheme="http") -> list[dict]:
     """Prometheus ``scrape_configs`` for the given jobs, one static target per member.
 
-    A job's own ``scheme`` key overrides ``scheme`` (e.g. https for the node exporters only).
+    A job's own ``scheme`` key overrides ``scheme`` (e.g. https for the node exporters only); its ``ca_file``
+    (non-empty, with https) becomes the job's ``tls_config``.
 
     Each target carries ``instance: <inventory name>``, so alerts and
     dashboards name hosts as the inventory does rather than by address. Jobs
@@ -72,7 +73,10 @@ def dl_prometheus_scrape_configs(jobs, scheme="http") -> list[dict]:
             raise AnsibleFilterError(f"dl_prometheus_scrape_configs: job {name}: scheme must be http or https, "
                                      f"not {job_scheme!r}")
         if static:
-            configs.append({"job_name": name, "scheme": job_scheme, "static_configs": static})
+            config = {"job_name": name, "scheme": job_scheme, "static_configs": static}
+            if job_scheme == "https" and job.get("ca_file"):
+                config["tls_config"] = {"ca_file": str(job["ca_file"])}
+            configs.append(config)
     return configs
 
 

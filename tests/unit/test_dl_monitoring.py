@@ -38,6 +38,17 @@ def test_a_jobs_own_scheme_overrides_the_default():
     assert [(c["job_name"], c["scheme"]) for c in configs] == [("node", "https"), ("dcgm", "http")]
 
 
+def test_a_jobs_ca_file_checks_its_https_targets_only():
+    configs = dl_prometheus_scrape_configs([
+        {"job": "node", "port": 9100, "members": MEMBERS, "scheme": "https", "ca_file": "/etc/ssl/exporters.pem"},
+        {"job": "prometheus", "port": 9090, "members": MEMBERS, "scheme": "https"},
+        {"job": "dcgm", "port": 9400, "members": MEMBERS, "ca_file": "/etc/ssl/exporters.pem"},
+        {"job": "alertmanager", "port": 9093, "members": MEMBERS, "scheme": "https", "ca_file": ""},
+    ])
+    assert {c["job_name"]: c.get("tls_config") for c in configs} == {
+        "node": {"ca_file": "/etc/ssl/exporters.pem"}, "prometheus": None, "dcgm": None, "alertmanager": None}
+
+
 def test_the_result_is_plain_yaml():
     text = yaml.safe_dump({"scrape_configs": dl_prometheus_scrape_configs(
         [{"job": "node", "port": 9100, "members": MEMBERS}])})
