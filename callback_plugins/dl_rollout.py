@@ -5,7 +5,8 @@ that roll out ssh_hardening, the firewall and the notebook services therefore st
 on every host at once, in check mode. This callback watches that play (the one whose vars set `dl_rollout_probe` to
 the rollout's name, e.g. `firewall`) and gives every host that would change, failed, or could not be reached the fact
 `dl_rollout_would_change_<name>: true`. The probe play then puts those hosts into the group `dl_rollout_<name>`,
-and only that group goes through the batches. A converged cluster thus pays one parallel check pass instead of three batches that change nothing.
+and only that group goes through the batches. A converged cluster thus pays one parallel check pass instead of
+three batches that change nothing.
 
 Ansible's own callbacks see every result; tasks do not. That is why this is a callback and not a task: the fact covers
 every task of the role, including the ones that notify nothing and register nothing.
