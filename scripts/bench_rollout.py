@@ -6,7 +6,8 @@ next to any other lab), a cold converge, then BENCH_WARM_RUNS (default 2) warm r
 each timed and checked for changed=0 on every host, then one warm run without the canary plays'
 probe (-e dl_rollout_probe_first=false: every host through the batches, as before the probe).
 Every size runs the same plays: the Python environments, the notebook services (which need the
-environments) and the Docker engine are left out by tag (BENCH_SKIP_TAGS, default python_envs,notebooks,docker) so that 16 hosts fit two cores
+environments) and the Docker engine are left out by tag (BENCH_SKIP_TAGS, default
+python_envs,notebooks,docker) so that 16 hosts fit two cores
 and the ratios compare like with like; the 3-host lab's full-site warm run is measured on the
 molecule lab (see the README).
 
