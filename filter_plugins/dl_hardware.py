@@ -6,7 +6,6 @@ unit-tested in tests/unit/test_dl_hardware.py.
 
 from __future__ import annotations
 
-import copy
 import json
 
 from ansible.errors import AnsibleFilterError
@@ -91,11 +90,21 @@ def dl_thread_env(physical_cores, inter_op=2) -> dict:
     }
 
 
+def _plain(value):
+    """A plain copy of a value's dicts and lists. Not copy.deepcopy: Ansible hands filters lazy containers, and
+    deep-copying one copies the templar and every variable it can reach (seconds per task on a small lab)."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
 def _merge(into: dict, part: dict, owners: dict, owner: str, path: str) -> None:
     for key, value in part.items():
         where = f"{path}.{key}" if path else key
         if key not in into:
-            into[key] = copy.deepcopy(value)
+            into[key] = _plain(value)
             owners[where] = owner
             continue
         if isinstance(into[key], dict) and isinstance(value, dict):
