@@ -4,10 +4,14 @@
 # The lab runs step by step: its first converge at -vvv into a file (see
 # CONVERGE_LOG). The other scenarios (by default accelerators, the GPU stacks
 # on fixture hardware) run whole in the background while the lab is
-# converged, re-run (idempotence) and run in check mode: on two cores the
-# lab's converge waits on downloads much of the time. The lab's verify starts
-# only once they have finished, so its timing-sensitive tests run on a quiet
-# machine. `make molecule SCENARIOS=lab` runs the lab alone.
+# converged, re-run (idempotence) and run in check mode, and so do the make
+# targets given with --beside (`make test`: lint and unit): on two cores the
+# lab's converge waits on downloads much of the time, and its warm runs leave
+# about a third of the CPU idle (one task at a time, each waiting for its
+# slowest host). The lab's verify starts only once they have finished, so its
+# timing-sensitive tests run on a quiet machine. Each prints its own seconds.
+#   scripts/molecule-suite.sh [--beside TARGET]... SCENARIO...
+# `make molecule SCENARIOS=lab` runs the lab alone.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,12 +51,26 @@ lab_step() {
   echo "== molecule lab $1: $(seconds_since "$t") s"
 }
 
+# A make target (lint, unit) beside the lab: its output in .ansible/make-TARGET.log, printed once it is waited for.
+make_target() {
+  local t
+  t=$(date +%s)
+  make --no-print-directory "$1" > ".ansible/make-$1.log" 2>&1 || return 1
+  echo "== stage $1: $(seconds_since "$t") s (beside the lab)" >> ".ansible/make-$1.log"
+}
+
 others=()
+beside=()
 lab=false
-for scenario in "$@"; do
-  if [ "$scenario" = lab ]; then lab=true; else others+=("$scenario"); fi
+while [ $# -gt 0 ]; do
+  case $1 in
+    --beside) beside+=("$2"); shift 2 ;;
+    lab) lab=true; shift ;;
+    *) others+=("$1"); shift ;;
+  esac
 done
 if ! $lab; then
+  for target in "${beside[@]}"; do make --no-print-directory "$target" || exit 1; done
   for scenario in "${others[@]}"; do scenario_test "$scenario" || exit 1; done
   exit 0
 fi
@@ -64,12 +82,24 @@ lab_step destroy && lab_step syntax && lab_step create || { lab_step destroy; ex
 # The lab's hosts exist (its image is built, its network chosen) before the other scenarios start their own.
 ( for scenario in "${others[@]}"; do scenario_test "$scenario" || exit 1; done ) > .ansible/molecule-others.log 2>&1 &
 background=$!
+beside_pids=()
+for target in "${beside[@]}"; do
+  make_target "$target" &
+  beside_pids+=($!)
+done
 lab_ok=true
 for step in converge idempotence check; do
   lab_step "$step" || { lab_ok=false; break; }
 done
 others_rc=0
 wait "$background" || others_rc=$?
+for i in "${!beside[@]}"; do
+  rc=0
+  wait "${beside_pids[$i]}" || rc=$?
+  echo "== make ${beside[$i]} (beside the lab), the log:"
+  cat ".ansible/make-${beside[$i]}.log"
+  [ "$rc" = 0 ] || { echo "== make ${beside[$i]} failed"; others_rc=1; }
+done
 if [ "${#others[@]}" -gt 0 ]; then
   echo "== molecule ${others[*]} (in the background while the lab converged), the log:"
   cat .ansible/molecule-others.log

@@ -46,3 +46,62 @@ def test_the_strategy_plugin_is_mitogens_linear_strategy():
     bases = {cls.__module__ + "." + cls.__name__ for cls in plugin.__mro__}
     assert "ansible_mitogen.strategy.StrategyMixin" in bases, bases
     assert "ansible.plugins.strategy.linear.StrategyModule" in bases, bases
+
+
+FAKE_MOLECULE = """#!/bin/bash
+# molecule STEP -s SCENARIO [...]: records the call; `test` of a scenario is one whole run.
+echo "molecule $1 $3 $(date +%s.%N)" >> "$CALLS"
+[ "$1" = verify ] && [ -n "${VERIFY_FAILS:-}" ] && exit 1
+exit 0
+"""
+
+FAKE_MAKE = """#!/bin/bash
+# make --no-print-directory TARGET: records start and end; the target in FAIL_TARGET fails.
+target=${@: -1}
+echo "make $target start $(date +%s.%N)" >> "$CALLS"
+sleep 0.3
+echo "make $target end $(date +%s.%N)" >> "$CALLS"
+[ "$target" != "${FAIL_TARGET:-}" ]
+"""
+
+
+def _suite(tmp_path, **env):
+    """scripts/molecule-suite.sh in a copy of the repository's scripts, with molecule and make replaced."""
+    (tmp_path / "scripts").mkdir()
+    for name in ("molecule-suite.sh", "junit_failures.py"):
+        (tmp_path / "scripts" / name).write_text((ROOT / "scripts" / name).read_text())
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    for name, body in (("molecule", FAKE_MOLECULE), ("make", FAKE_MAKE)):
+        (fake / name).write_text(body)
+        (fake / name).chmod(0o755)
+    calls = tmp_path / "calls"
+    run = subprocess.run(["bash", str(tmp_path / "scripts" / "molecule-suite.sh"), "--beside", "lint", "--beside",
+                          "unit", "accelerators", "lab"], capture_output=True, text=True, check=False,
+                         env={"PATH": f"{fake}:/usr/bin:/bin", "CALLS": str(calls), **env})
+    return run, [line.split() for line in calls.read_text().splitlines()]
+
+
+def test_suite_runs_lint_and_unit_beside_the_lab_and_verifies_after_them(tmp_path):
+    run, calls = _suite(tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    steps = [(c[0], c[1], c[2]) for c in calls]
+    assert ("molecule", "test", "accelerators") in steps
+    when = {(c[1], c[2]): float(c[-1]) for c in calls}
+    # Both targets started before the lab's converge ended, and the lab's verify came after both had finished.
+    assert when[("lint", "start")] < when[("converge", "lab")] + 1 and when[("unit", "start")] < when[("converge", "lab")] + 1
+    assert when[("verify", "lab")] > max(when[("lint", "end")], when[("unit", "end")])
+    assert "== make lint (beside the lab), the log:" in run.stdout and "== stage unit:" in run.stdout
+
+
+def test_suite_fails_when_a_target_beside_the_lab_fails_and_then_skips_the_verify(tmp_path):
+    run, calls = _suite(tmp_path, FAIL_TARGET="unit")
+    assert run.returncode != 0
+    assert "== make unit failed" in run.stdout
+    assert ["molecule", "verify", "lab"] not in [c[:3] for c in calls]
+    assert ["molecule", "destroy", "lab"] in [c[:3] for c in calls]
+
+
+def test_suite_fails_when_the_lab_verify_fails(tmp_path):
+    run, _calls = _suite(tmp_path, VERIFY_FAILS="1")
+    assert run.returncode != 0
