@@ -88,6 +88,11 @@ def test_empty_cluster_group(tmp_path):
     assert_stopped_in_preflight(run_site(path), "group dlcluster is empty")
 
 
+def test_unknown_data_disk_filesystem(tmp_path):
+    inv = write_inventory(tmp_path, {"n1": {"ansible_host": "127.0.0.21", "data_disk_fstype": "ntfs"}})
+    assert_stopped_in_preflight(run_site(inv), "host n1: data_disk_fstype", "ntfs", "ext4, xfs")
+
+
 def test_role_variable_of_wrong_type(tmp_path):
     inv = write_inventory(tmp_path, {"n1": {"ansible_host": "127.0.0.21", "firewall_log_dropped": "maybe"},
                                      "n2": {"ansible_host": "127.0.0.22"}})
