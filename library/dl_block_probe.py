@@ -57,6 +57,7 @@ blkid:
 
 import json
 import os
+import stat
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -72,11 +73,15 @@ def main() -> None:
     given = module.params["device"]
     path = given if given.startswith("/") else os.path.join("/dev/disk/by-id", given)
     device = os.path.realpath(path)
-    if not os.path.exists(device):
+    try:
+        mode = os.stat(device)
+    except OSError:
         module.fail_json(msg=f"no such device: {given} ({path})")
-    if not os.path.isdir("/sys/class/block/" + os.path.basename(device)):
+    if not stat.S_ISBLK(mode.st_mode):
         module.fail_json(msg=f"{given} ({device}) is not a block device")
-    chain = _chain(module, device)
+    # The kernel's name from the device number: a node named otherwise (a container's --device, /dev/mapper) too.
+    kernel = os.path.basename(os.path.realpath(f"/sys/dev/block/{os.major(mode.st_rdev)}:{os.minor(mode.st_rdev)}"))
+    chain = _chain(module, device) or [kernel]
     root = ""
     rc, out, _err = module.run_command(["findmnt", "--noheadings", "--output", "SOURCE", "--target", "/"])
     if rc == 0 and out.strip().startswith("/dev/"):
@@ -88,7 +93,7 @@ def main() -> None:
     rc, blkid_out, err = module.run_command(["blkid", "-p", "-o", "export", device])
     if rc not in (0, 2):
         module.fail_json(msg=f"blkid could not read {device}: {err.strip()}")
-    module.exit_json(changed=False, device=device, disk=chain[0] if chain else os.path.basename(device),
+    module.exit_json(changed=False, device=device, disk=chain[0],
                      parents=chain[1:], root_disks=_chain(module, root) if root else [],
                      wipefs=json.loads(wipefs_out) if wipefs_out.strip() else {"signatures": []},
                      blkid=blkid_out if rc == 0 else "")

@@ -109,3 +109,10 @@ def test_an_empty_device_is_formatted_only_when_allowed_then_mounted_by_uuid_and
     assert second.returncode == 0, second.stdout[-3000:]
     assert "changed=0" in second.stdout and "failed=0" in second.stdout, second.stdout[-3000:]
     assert sh("blkid", "-p", "-s", "UUID", "-o", "value", device) == uuid
+
+
+def test_a_path_that_is_no_block_device_is_refused(tmp_path):
+    run = run_role(tmp_path, "/dev/null")
+    assert run.returncode != 0
+    assert "/dev/null (/dev/null) is not a block device" in run.stdout + run.stderr, run.stdout[-3000:]
+    assert not (tmp_path / "data").exists() and not (tmp_path / "fstab").exists()
