@@ -205,6 +205,25 @@ def dl_user_problems(users, variable="dl_users", ops_user="") -> list[str]:
     return problems
 
 
+_BATCH_RE = re.compile(r"(100|[1-9][0-9]?)%")
+
+
+def _rollout_problems(hv, host) -> list[str]:
+    """The canary rollouts' switches (playbooks/ssh_hardening.yml, firewall.yml, notebooks.yml), usually extra vars."""
+    problems = []
+    probe = hv.get("dl_rollout_probe_first", True)
+    if not (isinstance(probe, bool) or str(probe).lower() in ("true", "false", "yes", "no", "1", "0")):
+        problems.append(f"host {host}: dl_rollout_probe_first is {probe!r}; set it to true (a check-mode probe "
+                        "decides which hosts go through the canary batches) or false (every host does)")
+    batches = hv.get("dl_rollout_batches", [1, "10%", "100%"])
+    if (not isinstance(batches, list) or not batches
+            or not all((isinstance(b, int) and not isinstance(b, bool) and b > 0) or _BATCH_RE.fullmatch(str(b))
+                       for b in batches)):
+        problems.append(f"host {host}: dl_rollout_batches is {batches!r}; give a list of batch sizes, each a "
+                        "number of hosts or a percentage, e.g. [1, \"10%\", \"100%\"]")
+    return problems
+
+
 def dl_inventory_problems(hostvars, names, required=()) -> list[str]:
     """Everything wrong with the inventory, one sentence per problem.
 
@@ -238,6 +257,7 @@ def dl_inventory_problems(hostvars, names, required=()) -> list[str]:
                             "(lower-case letters, digits, '-' and '_', at most 32)")
         problems += _check_ca_files(hv.get("dl_extra_ca_certs", []), host)
         problems += _network_problems(hv, host)
+        problems += _rollout_problems(hv, host)
         branch = hv.get("dl_nvidia_driver_branch")
         if branch not in (None, "") and not re.fullmatch(r"\d+", str(branch)):
             problems.append(f"host {host}: dl_nvidia_driver_branch is {branch!r}; give the driver branch as a "

@@ -92,6 +92,24 @@ class TestInventoryProblems:
     def test_empty_group(self):
         assert "group dlcluster is empty" in dl_inventory_problems({}, [])[0]
 
+    @pytest.mark.parametrize("settings", [{"dl_rollout_probe_first": "false"}, {"dl_rollout_probe_first": False},
+                                          {"dl_rollout_batches": [1, "10%", "100%"]}, {"dl_rollout_batches": [2, 5]},
+                                          {"dl_rollout_batches": ["100%"]}])
+    def test_rollout_switches_accepted(self, settings):
+        assert dl_inventory_problems({"a": good_host("10.0.0.1", **settings)}, ["a"]) == []
+
+    @pytest.mark.parametrize("settings,expected", [
+        ({"dl_rollout_probe_first": "maybe"}, "host a: dl_rollout_probe_first is 'maybe'; set it to true"),
+        ({"dl_rollout_batches": "10%"}, "host a: dl_rollout_batches is '10%'; give a list of batch sizes"),
+        ({"dl_rollout_batches": []}, "host a: dl_rollout_batches is []; give a list"),
+        ({"dl_rollout_batches": [1, "150%"]}, "host a: dl_rollout_batches is [1, '150%']"),
+        ({"dl_rollout_batches": [0]}, "host a: dl_rollout_batches is [0]"),
+        ({"dl_rollout_batches": [True]}, "host a: dl_rollout_batches is [True]"),
+    ])
+    def test_rollout_switches_refused_naming_host_variable_and_fix(self, settings, expected):
+        (problem,) = dl_inventory_problems({"a": good_host("10.0.0.1", **settings)}, ["a"])
+        assert problem.startswith(expected), problem
+
     def test_unknown_edition_names_host_and_variable(self):
         hostvars = {"gpu1": good_host("10.0.0.1", dl_edition="cuda")}
         (problem,) = dl_inventory_problems(hostvars, ["gpu1"])
