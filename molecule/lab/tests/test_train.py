@@ -111,3 +111,49 @@ def test_a_killed_rank_stops_the_job_within_60s(host):
     for peer in ("cpu1", "cpu2"):
         assert (RUNS / name / peer / "node.log").exists(), f"the log of {peer} was not collected"
         assert list((RUNS / name / peer / "logs").rglob("stderr.log")), f"per-rank logs of {peer} missing"
+
+
+def _unit_states(name):
+    return {peer: lab_host(peer).run(f"systemctl is-active dlcluster-job-{name}").stdout.strip()
+            for peer in ("cpu1", "cpu2")}
+
+
+def test_a_host_that_fails_its_check_stops_the_job_before_any_rank_starts(host):
+    """cpu2 still runs a unit of the job's name: the check fails there, and cpu1 starts nothing either."""
+    name = "lab-all-or-nothing"
+    with host.sudo():
+        host.run_expect([0], f"systemd-run --unit=dlcluster-job-{name} sleep 300")
+    try:
+        run = run_playbook("playbooks/train.yml", "-e", _job(name))
+    finally:
+        with host.sudo():
+            host.run(f"systemctl stop dlcluster-job-{name}")
+    output = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert f"Job {name} is still running on cpu2" in " ".join(output.split()), output[-3000:]
+    assert "TASK [train : Start this host's ranks]" not in output, output[-3000:]
+    assert _unit_states(name)["cpu1"] != "active"
+    _no_job_process_left()
+
+
+def test_a_rank_that_cannot_start_on_one_host_stops_the_others(host):
+    """A failed unit of the job's name is still loaded on cpu2: its check passes (the job is not running) but
+    systemd-run refuses there; the ranks started on cpu1 are stopped, and the message names cpu2."""
+    name = "lab-start-fails"
+    with host.sudo():
+        host.run(f"systemctl reset-failed dlcluster-job-{name}")
+        host.run(f"systemd-run --unit=dlcluster-job-{name} /bin/false")
+        time.sleep(1)
+        assert host.run(f"systemctl is-active dlcluster-job-{name}").stdout.strip() == "failed"
+    try:
+        run = run_playbook("playbooks/train.yml", "-e", _job(name), "-e", "force=true")
+    finally:
+        with host.sudo():
+            host.run(f"systemctl reset-failed dlcluster-job-{name}")
+    output = " ".join((run.stdout + run.stderr).split())
+    assert run.returncode != 0
+    assert f"Job {name} did not start: cpu2 could not start its ranks" in output, output[-3000:]
+    assert "the ranks started on the other hosts were stopped" in output
+    assert "changed: [cpu1]" in run.stdout.split("TASK [train : Stop the ranks already started")[1], run.stdout[-3000:]
+    assert _unit_states(name)["cpu1"] != "active"
+    _no_job_process_left()
