@@ -27,6 +27,8 @@ scenario_test() {
     return 0
   fi
   python3 scripts/junit_failures.py ".ansible/junit-$scenario.xml"
+  # A failed `molecule test` leaves its hosts behind.
+  molecule destroy -s "$scenario" > /dev/null 2>&1 || true
   return 1
 }
 
