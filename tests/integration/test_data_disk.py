@@ -74,7 +74,7 @@ def test_a_device_holding_another_filesystem_is_refused_and_keeps_its_data(tmp_p
     output = run.stdout + run.stderr
     assert run.returncode != 0
     assert (f"Host node1: data_disk_device is {device}, which already holds ext4 labelled photos "
-            f"(not ext4 labelled dlcluster-data); it is never formatted.") in " ".join(output.split()), output[-3000:]
+            f"(not ext4 labelled dlcluster); it is never formatted.") in " ".join(output.split()), output[-3000:]
     assert "TASK [data_disk : Format the empty device" not in output or "skipping: [node1]" in output
     assert sh("blkid", "-p", "-s", "LABEL", "-o", "value", device) == "photos"
     sh("mount", "-o", "ro", device, str(scratch))
@@ -97,7 +97,7 @@ def test_an_empty_device_is_formatted_only_when_allowed_then_mounted_by_uuid_and
     first = run_role(tmp_path, device, data_disk_format_empty=True)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr
     uuid = sh("blkid", "-p", "-s", "UUID", "-o", "value", device)
-    assert sh("blkid", "-p", "-s", "LABEL", "-o", "value", device) == "dlcluster-data"
+    assert sh("blkid", "-p", "-s", "LABEL", "-o", "value", device) == "dlcluster"
     mount_point = tmp_path / "data"
     assert sh("findmnt", "--noheadings", "--output", "SOURCE", "--mountpoint", str(mount_point)) == device
     fstab = [line.split() for line in (tmp_path / "fstab").read_text().splitlines() if line.strip()]
@@ -116,3 +116,39 @@ def test_a_path_that_is_no_block_device_is_refused(tmp_path):
     assert run.returncode != 0
     assert "/dev/null (/dev/null) is not a block device" in run.stdout + run.stderr, run.stdout[-3000:]
     assert not (tmp_path / "data").exists() and not (tmp_path / "fstab").exists()
+
+
+PREFLIGHT = """
+- name: The data disk's pre-flight checks
+  hosts: all
+  tasks:
+    - name: Run them
+      ansible.builtin.include_role:
+        name: data_disk
+        tasks_from: preflight.yml
+"""
+
+
+def run_preflight(tmp_path: Path, **settings) -> subprocess.CompletedProcess:
+    host_vars = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, **settings}
+    (tmp_path / "hosts.json").write_text(json.dumps({"all": {"hosts": {"node1": host_vars}}}))
+    (tmp_path / "preflight.yml").write_text(PREFLIGHT)
+    return subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(tmp_path / "hosts.json"), str(tmp_path / "preflight.yml")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+                          env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")})
+
+
+def test_the_preflight_passes_the_defaults_and_this_machines_loop_device(tmp_path, loop):
+    assert run_preflight(tmp_path).returncode == 0
+    run = run_preflight(tmp_path, data_disk_device=loop("pre"), data_disk_fstype="xfs")
+    assert run.returncode == 0, run.stdout[-3000:]
+
+
+def test_the_preflight_refuses_an_xfs_label_longer_than_12_and_this_machines_root_disk(tmp_path):
+    run = run_preflight(tmp_path, data_disk_fstype="xfs", data_disk_label="dlcluster-data")
+    assert run.returncode != 0
+    assert 'at most 16 for ext4 and 12 for xfs (got "dlcluster-data" for xfs)' in " ".join(run.stdout.split())
+    root = sh("findmnt", "--noheadings", "--output", "SOURCE", "/")
+    if root.startswith("/dev/"):
+        run = run_preflight(tmp_path, data_disk_device=root)
+        assert run.returncode != 0 and "the disk of the root filesystem" in run.stdout, run.stdout[-3000:]

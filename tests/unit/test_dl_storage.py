@@ -7,9 +7,9 @@ from ansible.errors import AnsibleFilterError
 
 from dl_storage import FilterModule, dl_data_disk_plan, dl_data_disk_root_problem
 
-SETTINGS = {"fstype": "ext4", "label": "dlcluster-data", "format_empty": False}
-OURS_BLKID = "DEVNAME=/dev/vdb\nLABEL=dlcluster-data\nUUID=5b1c-42\nTYPE=ext4\nUSAGE=filesystem\n"
-OURS_WIPEFS = {"signatures": [{"device": "vdb", "offset": "0x438", "type": "ext4", "label": "dlcluster-data"}]}
+SETTINGS = {"fstype": "ext4", "label": "dlcluster", "format_empty": False}
+OURS_BLKID = "DEVNAME=/dev/vdb\nLABEL=dlcluster\nUUID=5b1c-42\nTYPE=ext4\nUSAGE=filesystem\n"
+OURS_WIPEFS = {"signatures": [{"device": "vdb", "offset": "0x438", "type": "ext4", "label": "dlcluster"}]}
 
 
 def probe(**fields):
