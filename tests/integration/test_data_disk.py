@@ -51,15 +51,19 @@ def loop(tmp_path):
         subprocess.run(["losetup", "--detach", device], capture_output=True, check=False)
 
 
-def run_role(tmp_path: Path, device: str, **settings) -> subprocess.CompletedProcess:
-    host_vars = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-                 "data_disk_device": device, "data_disk_mount_point": str(tmp_path / "data"),
-                 "data_disk_fstab": str(tmp_path / "fstab"), **settings}
+def run_play(tmp_path: Path, playbook: str, **host_settings) -> subprocess.CompletedProcess:
+    """A playbook on the controller itself, as host node1 with these variables."""
+    host_vars = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, **host_settings}
     (tmp_path / "hosts.json").write_text(json.dumps({"all": {"hosts": {"node1": host_vars}}}))
-    (tmp_path / "play.yml").write_text(PLAYBOOK)
+    (tmp_path / "play.yml").write_text(playbook)
     return subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(tmp_path / "hosts.json"), str(tmp_path / "play.yml")],
                           cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
                           env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")})
+
+
+def run_role(tmp_path: Path, device: str, **settings) -> subprocess.CompletedProcess:
+    return run_play(tmp_path, PLAYBOOK, data_disk_device=device, data_disk_mount_point=str(tmp_path / "data"),
+                    data_disk_fstab=str(tmp_path / "fstab"), **settings)
 
 
 def test_a_device_holding_another_filesystem_is_refused_and_keeps_its_data(tmp_path, loop):
@@ -130,12 +134,7 @@ PREFLIGHT = """
 
 
 def run_preflight(tmp_path: Path, **settings) -> subprocess.CompletedProcess:
-    host_vars = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, **settings}
-    (tmp_path / "hosts.json").write_text(json.dumps({"all": {"hosts": {"node1": host_vars}}}))
-    (tmp_path / "preflight.yml").write_text(PREFLIGHT)
-    return subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(tmp_path / "hosts.json"), str(tmp_path / "preflight.yml")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
-                          env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")})
+    return run_play(tmp_path, PREFLIGHT, **settings)
 
 
 def test_the_preflight_passes_the_defaults_and_this_machines_loop_device(tmp_path, loop):
