@@ -325,10 +325,10 @@ def dl_preflight_roles(roles, host_vars) -> list[dict]:
     """The roles' entry points the pre-flight checks on one host, as ``[{name, entry_point}]``.
 
     ``roles`` is validate_inventory_roles: ``{name, entry_points (default
-    [main]), enabled_by (optional), group (optional)}``. A role whose
-    ``enabled_by`` variable is false for the host (e.g. ``dl_notebooks:
-    false``), or whose ``group`` the host is not in (e.g. ``monitoring``), is
-    left out there.
+    [main]), enabled_by (optional), enabled_default (optional, default true),
+    group (optional)}``. A role whose ``enabled_by`` variable is false for the
+    host (e.g. ``dl_notebooks: false``; unset means enabled_default), or whose
+    ``group`` the host is not in (e.g. ``monitoring``), is left out there.
     """
     _require_list(roles, "roles", "dl_preflight_roles")
     _require_mapping(host_vars, "host_vars", "dl_preflight_roles")
@@ -338,7 +338,7 @@ def dl_preflight_roles(roles, host_vars) -> list[dict]:
             raise AnsibleFilterError(f"dl_preflight_roles: validate_inventory_roles[{index}] must be a mapping "
                                      "with a name")
         switch = role.get("enabled_by")
-        if switch and switch in host_vars and not boolean(host_vars[switch], strict=False):
+        if switch and not boolean(host_vars.get(switch, role.get("enabled_default", True)), strict=False):
             continue
         if role.get("group") and role["group"] not in (host_vars.get("group_names") or []):
             continue

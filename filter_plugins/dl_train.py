@@ -223,13 +223,17 @@ def _check_network(job, problems):
     if network in (None, ""):
         job["network"] = None
         return
+    if str(network).strip().lower() == "site":
+        job["network"] = "site"
+        return
     try:
         parsed = ipaddress.ip_network(str(network).strip(), strict=False)
     except ValueError:
         parsed = None
     if parsed is None or parsed.version != 4:
         problems.append(f"job field network is {network!r}; give the IPv4 CIDR of the network that carries "
-                        "the training traffic, such as 10.10.0.0/16, or leave it out")
+                        "the training traffic, such as 10.10.0.0/16, 'site' for each host's site address "
+                        "(hosts in several sites, over the VPN), or leave it out")
         job["network"] = None
         return
     job["network"] = str(parsed)
@@ -536,7 +540,24 @@ def _nproc_problems(job, host, hv) -> list[str]:
 
 
 def _host_network(job, host, hv) -> tuple[str, str]:
-    """(address, interface) of a host for the job's traffic."""
+    """(address, interface) of a host for the job's traffic.
+
+    network "site": the host's site address (its address in dl_site_subnets; the VPN carries it to the other
+    sites) and the LAN interface that carries it (the tunnel's interface has the same address; skipped).
+    """
+    if job["network"] == "site":
+        subnets = hv.get("dl_site_subnets") or []
+        tunnel = str(hv.get("dl_vpn_interface") or "wgdl0")
+        interfaces = [i for i in dl_host_interfaces(hv) if i.get("device") != tunnel]
+        for subnet in [subnets] if isinstance(subnets, str) else subnets:
+            try:
+                interface, address = _pick_interface(interfaces, network=subnet, host=host)
+            except AnsibleFilterError:
+                continue
+            return address, interface
+        raise AnsibleFilterError(f"job field network is 'site' but no interface has an address in the host's "
+                                 f"dl_site_subnets ({', '.join(map(str, subnets)) or 'none set'}); give the host "
+                                 f"its site (dl_site, dl_site_subnets) or leave the job's network out")
     if job["network"]:
         interface, address = _pick_interface(dl_host_interfaces(hv), network=job["network"], host=host)
         return address, interface

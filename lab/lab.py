@@ -6,7 +6,7 @@ SSH like production machines. Every container, network and image the lab makes
 carries the label ``dlcluster.lab``; ``down`` removes only what carries it.
 
     lab.py up   [--name NAME] [--hosts N | --host-names a,b,c] [--inventory PATH]
-                [--instance-config PATH]
+                [--instance-config PATH] [--site HOST=SITE ...] [--platforms JSON]
     lab.py down [--name NAME]
     lab.py status [--name NAME]
 
@@ -101,6 +101,35 @@ def container_name(lab: str, host: str) -> str:
 
 def network_name(lab: str) -> str:
     return f"dlcluster-{lab}"
+
+
+def site_network_name(lab: str, site: str) -> str:
+    """A site's own network. Its name sorts after the lab network's, so Docker keeps the lab
+    network's gateway as each host's default route (the site networks carry site traffic only)."""
+    return f"dlcluster-{lab}-{site}"
+
+
+def sites_of_platforms(platforms_json: str | None) -> list[str]:
+    """``HOST=SITE`` for each molecule platform in a group named ``site_<x>``."""
+    pairs = []
+    for platform in json.loads(platforms_json) if platforms_json else []:
+        pairs += [f"{platform['name']}={group}" for group in platform.get("groups", [])
+                  if group.startswith("site_")]
+    return pairs
+
+
+def parse_sites(pairs: list[str]) -> dict[str, str]:
+    """``["head=site_a", "cpu2=site_b"]`` as ``{host: site}``."""
+    sites = {}
+    for pair in pairs:
+        host, sep, site = pair.partition("=")
+        if (not sep or not re.fullmatch(r"[a-z][a-z0-9-]{0,30}", host)
+                or not re.fullmatch(r"[a-z][a-z0-9_]{0,30}", site)):
+            raise LabError(f"--site wants HOST=SITE (lower-case names), got {pair!r}")
+        if host in sites:
+            raise LabError(f"--site names {host} twice")
+        sites[host] = site
+    return sites
 
 
 # --------------------------------------------------------------------------
@@ -241,9 +270,9 @@ def lab_containers(lab: str) -> dict[str, dict]:
     return {c["Config"]["Labels"]["dlcluster.host"]: c for c in info}
 
 
-def ensure_network(lab: str) -> dict:
-    """Create the lab network when absent; return its subnet and the controller's gateway address."""
-    name = network_name(lab)
+def ensure_network(lab: str, name: str | None = None) -> dict:
+    """Create the lab network (or another of the lab's) when absent; return its subnet and gateway address."""
+    name = name or network_name(lab)
     if not docker("network", "ls", "-q", "--filter", f"name=^{name}$"):
         docker("network", "create", "--label", f"{LABEL}={lab}", name)
     ipam = json.loads(docker("network", "inspect", "--format", "{{json .IPAM.Config}}", name))[0]
@@ -281,7 +310,7 @@ def wait_ready(lab: str, host: str, pubkey: str) -> tuple[str, str]:
            f"chmod 0600 /home/{BOOTSTRAP_USER}/.ssh/authorized_keys", stdin=pubkey)
     hostkey = docker("exec", name, "cat", "/etc/ssh/ssh_host_ed25519_key.pub")
     address = docker("inspect", "--format",
-                     "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name)
+                     f'{{{{(index .NetworkSettings.Networks "{network_name(lab)}").IPAddress}}}}', name)
     return address, " ".join(hostkey.split()[:2])
 
 
@@ -358,6 +387,7 @@ def up(args: argparse.Namespace) -> None:
     bad = [h for h in wanted if not re.fullmatch(r"[a-z][a-z0-9-]{0,30}", h)]
     if bad:
         raise LabError(f"host names must be lower-case DNS labels: {bad}")
+    sites = parse_sites((args.site or []) + sites_of_platforms(args.platforms))
     ensure_engine()
     image = ensure_image()
     state = STATE_ROOT / args.name
@@ -379,6 +409,7 @@ def up(args: argparse.Namespace) -> None:
     for host in wanted:
         if host not in existing:
             start_host(args.name, host, image)
+    connect_sites(args.name, state, {h: s for h, s in sites.items() if h in wanted})
 
     pubkey = key.with_suffix(".pub").read_text()
     known_hosts = state / "known_hosts"
@@ -396,6 +427,19 @@ def up(args: argparse.Namespace) -> None:
         atomic_write(Path(args.instance_config), instance_config(hosts, key))
     for host, addr in hosts.items():
         print(f"{host}\t{addr}")
+
+
+def connect_sites(lab: str, state: Path, sites: dict[str, str]) -> None:
+    """Put each host with a site on its site's network too; write the sites' subnets to sites.json."""
+    subnets = {}
+    containers = lab_containers(lab)
+    for site in sorted(set(sites.values())):
+        net = site_network_name(lab, site)
+        subnets[site] = ensure_network(lab, net)["subnet"]
+        for host in sorted(h for h, s in sites.items() if s == site):
+            if net not in containers[host]["NetworkSettings"]["Networks"]:
+                docker("network", "connect", "--alias", host, net, containers[host]["Id"])
+    atomic_write(state / "sites.json", json.dumps(subnets, sort_keys=True) + "\n")
 
 
 def down(args: argparse.Namespace) -> None:
@@ -417,7 +461,7 @@ def down(args: argparse.Namespace) -> None:
 def status(args: argparse.Namespace) -> None:
     for host, info in sorted(lab_containers(args.name).items()):
         nets = info["NetworkSettings"]["Networks"]
-        addr = next(iter(nets.values()))["IPAddress"] if nets else "-"
+        addr = nets.get(network_name(args.name), {}).get("IPAddress", "-")
         print(f"{host}\t{info['State']['Status']}\t{addr}")
 
 
@@ -435,6 +479,10 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--hosts", type=int, default=int(os.environ.get("LAB_HOSTS", 3)))
             p.add_argument("--host-names", help="comma-separated host names instead of --hosts")
             p.add_argument("--instance-config", help="write molecule's instance_config.yml here")
+            p.add_argument("--site", action="append", metavar="HOST=SITE",
+                           help="also put HOST on the network of SITE (a site of the VPN tests); repeatable")
+            p.add_argument("--platforms", help="molecule's platforms as JSON: a host in a group "
+                                                "site_<x> joins that site (as --site HOST=site_<x>)")
     args = parser.parse_args(argv)
     if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,40}", args.name):
         parser.error("--name must be lower-case letters, digits, '-' and '_'")

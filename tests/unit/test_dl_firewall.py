@@ -155,8 +155,9 @@ def test_filter_module():
 
 # ---------------------------------------------------------------- the template
 
-def render(rules, vpn_ports=()):
+def render(rules, vpn_ports=(), sites=None, tunnel_interface=""):
     """The nftables template rendered with the filters, as the role would on a host."""
+    sites = sites or {"site": [], "tunnel": []}
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(ROLE / "templates")),
                              trim_blocks=True, keep_trailing_newline=True)  # as ansible.builtin.template
     env.filters.update(FilterModule().filters())
@@ -166,7 +167,9 @@ def render(rules, vpn_ports=()):
         ansible_managed="managed", __firewall_peers={"ipv4": ["10.0.0.1"], "ipv6": []},
         __firewall_admin=dl_networks(["192.168.0.0/24"]), __firewall_vpn=dl_networks(["10.8.0.0/24"]),
         __firewall_monitoring=empty, __firewall_rules=rules, firewall_ssh_rate_limit="30/minute",
-        firewall_ssh_rate_burst=30, firewall_ssh_port=22, firewall_log_dropped=False)
+        firewall_ssh_rate_burst=30, firewall_ssh_port=22, firewall_log_dropped=False,
+        __firewall_site=dl_firewall_set(sites["site"]), __firewall_tunnel=dl_firewall_set(sites["tunnel"]),
+        firewall_tunnel_interface=tunnel_interface)
 
 
 def accepts(text):
@@ -313,3 +316,15 @@ def test_fingerprint_is_a_sha256_and_ignores_the_expiry_of_static_elements():
 def test_fingerprint_refuses_what_is_no_json_listing(listing):
     with pytest.raises(AnsibleFilterError, match="dl_firewall_fingerprint: "):
         dl_firewall_fingerprint(listing)
+
+
+def test_other_sites_get_in_through_the_tunnel_only_and_this_site_directly():
+    text = render([], sites={"site": ["192.168.1.3"], "tunnel": ["192.168.2.0/24"]}, tunnel_interface="wgdl0")
+    assert "elements = { 192.168.1.3 }" in text.split("set site_v4 {")[1].split("}")[0] + "}"
+    assert "elements = { 192.168.2.0/24 }" in text.split("set tunnel_v4 {")[1].split("}")[0] + "}"
+    rules = [line.strip() for line in text.split("chain input {")[1].splitlines()]
+    assert 'iifname "wgdl0" ip saddr @tunnel_v4 accept' in rules
+    assert "ip saddr @site_v4 accept" in rules
+    # No rule lets the tunnel's sources in on another interface.
+    assert [r for r in rules if "@tunnel_v4" in r] == ['iifname "wgdl0" ip saddr @tunnel_v4 accept']
+    assert "@tunnel_v4" not in render([], sites={"site": [], "tunnel": ["192.168.2.0/24"]}).split("chain input {")[1]

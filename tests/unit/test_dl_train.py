@@ -563,6 +563,22 @@ class TestPytorchPlan:
         assert plan["hosts"]["b"]["torchrun_args"][-2:] == ["--local-addr", "10.10.0.2"]
         assert plan["hosts"]["b"]["env"]["GLOO_SOCKET_IFNAME"] == "ib0"
 
+    def test_site_network_uses_each_hosts_site_address_on_its_lan_not_the_tunnel(self):
+        """Hosts in two sites (roles/vpn): each trains on its site address, the tunnel carries it across."""
+        sites = {"a": ("192.168.1.0/24", "192.168.1.3"), "b": ("192.168.2.0/24", "192.168.2.2")}
+        hostvars = {h: host(f"172.18.0.{i + 1}", dl_site=h, dl_site_subnets=[sites[h][0]],
+                            interfaces=[LO, iface("eth0", f"172.18.0.{i + 1}"),
+                                        iface("wgdl0", sites[h][1], kind="unknown"), iface("eth1", sites[h][1])])
+                    for i, h in enumerate(sites)}
+        plan = dl_job_plan(job(network="site"), list(sites), hostvars)
+        assert plan["master_addr"] == "192.168.1.3"
+        assert [(plan["hosts"][h]["address"], plan["hosts"][h]["env"]["GLOO_SOCKET_IFNAME"]) for h in sites] == [
+            ("192.168.1.3", "eth1"), ("192.168.2.2", "eth1")]
+        del hostvars["b"]["dl_site_subnets"]
+        assert dl_job_problems(job(network="site"), list(sites), hostvars) == [
+            "host b: job field network is 'site' but no interface has an address in the host's dl_site_subnets "
+            "(none set); give the host its site (dl_site, dl_site_subnets) or leave the job's network out"]
+
     def test_address_resolution_is_dl_host_address(self):
         names, hostvars = cluster("192.168.0.1", "192.168.0.2")
         hostvars["node0"]["dl_address"] = "192.168.0.11"

@@ -114,3 +114,24 @@ def test_lab_up_without_engine_creates_nothing(tmp_path):
     assert "no Docker engine; nothing was created" in proc.stderr
     assert not (tmp_path / "state").exists()
     assert not inventory.exists()
+
+
+def test_sites_come_from_the_platforms_site_groups():
+    platforms = [{"name": "head", "groups": ["dlcluster", "site_a"]}, {"name": "cpu2", "groups": ["site_b"]},
+                 {"name": "outsider", "groups": ["outsiders"]}]
+    pairs = lab.sites_of_platforms(json.dumps(platforms))
+    assert pairs == ["head=site_a", "cpu2=site_b"]
+    assert lab.parse_sites(pairs) == {"head": "site_a", "cpu2": "site_b"}
+    assert lab.sites_of_platforms(None) == []
+
+
+@pytest.mark.parametrize("pairs, message", [(["head"], "HOST=SITE"), (["Head=site_a"], "HOST=SITE"),
+                                            (["head=a", "head=b"], "names head twice")])
+def test_bad_sites_are_refused(pairs, message):
+    with pytest.raises(lab.LabError, match=message):
+        lab.parse_sites(pairs)
+
+
+def test_site_networks_sort_after_the_lab_network():
+    """Docker gives a host the default route of the network whose name sorts first: the lab's."""
+    assert sorted([lab.site_network_name("x", "site_a"), lab.network_name("x")])[0] == lab.network_name("x")

@@ -1,0 +1,281 @@
+"""VPN filters of dlcluster: the site model and the WireGuard peers, computed from the inventory.
+
+Pure functions, unit-tested in tests/unit/test_dl_vpn.py. A host belongs to a site through ``dl_site`` (set in
+the site group's group_vars, as in inventories/example), and the site declares its LAN(s) in
+``dl_site_subnets``. Each host's *site address* is its own address inside those subnets (read from its facts);
+the tunnel carries traffic between the site addresses of hosts in different sites, and nothing else.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+
+from ansible.errors import AnsibleFilterError
+from ansible.module_utils.parsing.convert_bool import boolean
+
+BACKENDS = ("wireguard",)
+TOPOLOGIES = ("mesh",)
+# Bytes a WireGuard packet adds: outer IP header (20 for IPv4, 40 for IPv6) + UDP 8 + WireGuard 32.
+WIREGUARD_OVERHEAD = {4: 60, 6: 80}
+
+
+def _mapping(value, name: str, caller: str) -> dict:
+    if not isinstance(value, dict) and not hasattr(value, "keys"):
+        raise AnsibleFilterError(f"{caller}: {name} must be a mapping, got {type(value).__name__}")
+    return value
+
+
+def _in_vpn(host) -> bool:
+    """Whether a host's dl_vpn says it joins the VPN (false when unset or not a boolean)."""
+    try:
+        return boolean(host.get("dl_vpn", False), strict=True)
+    except TypeError:
+        return False
+
+
+def vpn_hosts(hostvars, names) -> list:
+    """The names of the hosts in names with dl_vpn true, in order."""
+    return [str(n) for n in names or [] if _in_vpn(hostvars[n])]
+
+
+def _subnets(value) -> list:
+    """``dl_site_subnets`` as networks; raises ValueError with the offending item."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not items:
+        raise ValueError(f"{value!r} is not a non-empty list of CIDRs")
+    return [ipaddress.ip_network(str(item), strict=False) for item in items]
+
+
+def dl_wireguard_key_problem(key) -> str:
+    """Why a WireGuard public key is unusable, or '' when it is fine (44 base64 characters, 32 bytes)."""
+    if not isinstance(key, str) or len(key.strip()) != 44:
+        return "is not 44 base64 characters (the output of `wg pubkey`)"
+    try:
+        raw = base64.b64decode(key.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return "is not valid base64 (the output of `wg pubkey`)"
+    return "" if len(raw) == 32 else "does not decode to 32 bytes (the output of `wg pubkey`)"
+
+
+def dl_vpn_site_address(addresses, subnets) -> str:
+    """The first of a host's IPv4/IPv6 addresses that lies inside one of its site's subnets, or ''."""
+    try:
+        networks = _subnets(subnets)
+    except ValueError:
+        return ""
+    for address in addresses or []:
+        try:
+            ip = ipaddress.ip_address(str(address))
+        except ValueError:
+            continue
+        if any(ip.version == net.version and ip in net for net in networks):
+            return str(ip)
+    return ""
+
+
+def dl_vpn_sites(hostvars, names) -> dict:
+    """``{site: {"subnets": [...], "hosts": [...]}}`` of the hosts in names that have dl_site, inventory order."""
+    _mapping(hostvars, "hostvars", "dl_vpn_sites")
+    sites: dict = {}
+    for name in names or []:
+        host = hostvars[name]
+        site = host.get("dl_site")
+        if not site:
+            continue
+        entry = sites.setdefault(str(site), {"subnets": [], "hosts": []})
+        entry["hosts"].append(str(name))
+        for subnet in ([host.get("dl_site_subnets")] if isinstance(host.get("dl_site_subnets"), str)
+                       else host.get("dl_site_subnets") or []):
+            if str(subnet) not in entry["subnets"]:
+                entry["subnets"].append(str(subnet))
+    return sites
+
+
+def dl_vpn_problems(hostvars, names, settings=None) -> list:
+    """Every problem of the VPN settings of the hosts in names that have dl_vpn true, one sentence each naming host, variable and fix.
+
+    settings: {"backend", "topology"} as the play resolves them (defaults: wireguard, mesh).
+    Read from each host: dl_site, dl_site_subnets, dl_vpn_networks (VPN client networks), the address the
+    controller reaches it at (ansible_host), and its facts' addresses (ansible_all_ipv4/ipv6_addresses).
+    """
+    _mapping(hostvars, "hostvars", "dl_vpn_problems")
+    settings = settings or {}
+    problems = []
+    backend, topology = settings.get("backend", "wireguard"), settings.get("topology", "mesh")
+    if backend not in BACKENDS:
+        problems.append(f"dl_vpn_backend is {backend!r}; use one of {', '.join(BACKENDS)} (strongSwan IKEv2 "
+                        f"'ipsec' is not in this release yet).")
+    if topology not in TOPOLOGIES:
+        problems.append(f"dl_vpn_topology is {topology!r}; use one of {', '.join(TOPOLOGIES)} (site-to-site "
+                        f"through gateways is not in this release yet).")
+    names = vpn_hosts(hostvars, names)
+    parsed: dict = {}
+    for name in names:
+        host = hostvars[name]
+        site = host.get("dl_site")
+        if not site:
+            problems.append(f"Host {name} has no dl_site; put it in a site group whose group_vars set dl_site and "
+                            f"dl_site_subnets, or set dl_vpn: false for it.")
+            continue
+        try:
+            nets = _subnets(host.get("dl_site_subnets"))
+        except ValueError as err:
+            problems.append(f"Host {name}: dl_site_subnets of site {site} is wrong ({err}); give a list of CIDRs "
+                            f"such as [192.168.1.0/24].")
+            continue
+        if str(site) in parsed and set(parsed[str(site)][1]) != set(nets):
+            problems.append(f"Host {name}: dl_site_subnets of site {site} differ from those of host "
+                            f"{parsed[str(site)][0]}; set them once, in the site group's group_vars.")
+            continue
+        parsed.setdefault(str(site), (name, nets))
+        addresses = list(host.get("ansible_all_ipv4_addresses") or []) + list(
+            host.get("ansible_all_ipv6_addresses") or [])
+        if addresses and not dl_vpn_site_address(addresses, host.get("dl_site_subnets")):
+            problems.append(f"Host {name} has no address inside dl_site_subnets of site {site} "
+                            f"({', '.join(map(str, nets))}); fix dl_site_subnets or the host's site.")
+    if names and len(parsed) < 2 and not problems:
+        problems.append(f"dl_vpn is true but every VPN host is in site {next(iter(parsed), '?')}; a VPN needs two "
+                        f"sites or more (give the other hosts their dl_site).")
+    sites = sorted(parsed.items())
+    for i, (site_a, (_, nets_a)) in enumerate(sites):
+        for site_b, (_, nets_b) in sites[i + 1:]:
+            for net_a in nets_a:
+                for net_b in nets_b:
+                    if net_a.version == net_b.version and net_a.overlaps(net_b):
+                        problems.append(f"dl_site_subnets of sites {site_a} ({net_a}) and {site_b} ({net_b}) "
+                                        f"overlap; give every site its own subnets.")
+    for name in names:
+        host = hostvars[name]
+        for item in host.get("dl_vpn_networks") or []:
+            try:
+                client_net = ipaddress.ip_network(str(item), strict=False)
+            except ValueError:
+                continue  # the firewall's own pre-flight names a malformed dl_vpn_networks entry
+            for site, (_, nets) in sites:
+                if any(n.version == client_net.version and n.overlaps(client_net) for n in nets):
+                    problems.append(f"Host {name}: dl_vpn_networks entry {client_net} overlaps the subnets of "
+                                    f"site {site}; give VPN clients a network of their own.")
+        own = str(host.get("dl_site") or "")
+        reached_at = host.get("ansible_host")
+        try:
+            ip = ipaddress.ip_address(str(reached_at))
+        except ValueError:
+            continue
+        for site, (_, nets) in sites:
+            if site != own and any(ip.version == n.version and ip in n for n in nets):
+                problems.append(f"Host {name} is reached at {ip} (ansible_host), inside site {site}'s subnets, "
+                                f"which its tunnel carries; the controller's SSH path must not depend on the "
+                                f"tunnel: reach it at an address outside other sites' subnets.")
+    for member in dl_vpn_members(hostvars, names, {"key_fact": "__none__"}):
+        if member["address"] and member["endpoint"] == member["address"]:
+            problems.append(f"Host {member['name']}: its tunnel endpoint {member['endpoint']} is its own site "
+                            f"address, which its peers route into the tunnel; set dl_vpn_endpoint to the address "
+                            f"the other sites reach it at outside the tunnel.")
+    return list(dict.fromkeys(problems))
+
+
+def dl_vpn_members(hostvars, names, settings=None) -> list:
+    """The hosts in names with dl_vpn true as ``[{name, site, address, endpoint, public_key}]``, in order.
+
+    address: the host's site address (dl_vpn_site_address of its facts); endpoint: dl_vpn_endpoint, else the
+    address the cluster reaches it at (dl_address, ansible_host or its default IPv4 address); public_key: the
+    fact the vpn role sets from the host's own key (``settings["key_fact"]``, default vpn_wireguard_public_key).
+    """
+    _mapping(hostvars, "hostvars", "dl_vpn_members")
+    settings = settings or {}
+    key_fact = settings.get("key_fact", "vpn_wireguard_public_key")
+    members = []
+    for name in vpn_hosts(hostvars, names):
+        host = hostvars[name]
+        if not host.get("dl_site"):
+            continue
+        addresses = list(host.get("ansible_all_ipv4_addresses") or []) + list(
+            host.get("ansible_all_ipv6_addresses") or [])
+        endpoint = host.get("dl_vpn_endpoint") or host.get("dl_address") or ""
+        if not endpoint:
+            reached_at = str(host.get("ansible_host", ""))
+            try:
+                endpoint = str(ipaddress.ip_address(reached_at))
+            except ValueError:
+                endpoint = str((host.get("ansible_default_ipv4") or {}).get("address", ""))
+        members.append({"name": str(name), "site": str(host["dl_site"]),
+                        "address": dl_vpn_site_address(addresses, host.get("dl_site_subnets")),
+                        "endpoint": str(endpoint), "public_key": str(host.get(key_fact) or "")})
+    return members
+
+
+def dl_vpn_firewall_sources(hostvars, names, me) -> dict:
+    """What the firewall of VPN host ``me`` lets in because of the sites: ``{"site": [...], "tunnel": [...]}``.
+
+    site: the site addresses of the VPN members of me's own site (they reach it over the site's LAN); tunnel:
+    the subnets of every other site, let in only through the tunnel's interface, never around it. Both empty
+    when me is not a VPN member.
+    """
+    members = dl_vpn_members(hostvars, names, {"key_fact": "__none__"})
+    mine = next((m for m in members if m["name"] == str(me)), None)
+    if mine is None:
+        return {"site": [], "tunnel": []}
+    sites = dl_vpn_sites(hostvars, [m["name"] for m in members])
+    return {"site": [m["address"] for m in members
+                     if m["site"] == mine["site"] and m["address"] and m["name"] != mine["name"]],
+            "tunnel": [subnet for site, entry in sites.items() if site != mine["site"] for subnet in entry["subnets"]]}
+
+
+def dl_wireguard_peers(members, me, settings=None) -> list:
+    """WireGuard peers of host ``me`` in a mesh: every member of another site with a key, address and endpoint.
+
+    Each peer: {name, public_key, endpoint ("ip:port", IPv6 in brackets), allowed_ips [site address/32 or /128],
+    keepalive (settings["keepalive"] seconds, 0 for none)}. Members without a key yet (a host whose first run was
+    in check mode) are left out: they join on the next run.
+    """
+    settings = settings or {}
+    port = int(settings.get("port", 51820))
+    keepalive = int(settings.get("keepalive", 0))
+    by_name = {m["name"]: m for m in members}
+    if me not in by_name:
+        raise AnsibleFilterError(f"dl_wireguard_peers: {me} is not a VPN member (no dl_site)")
+    mine = by_name[me]
+    peers = []
+    for member in members:
+        if member["site"] == mine["site"] or not member["public_key"] or not member["address"] \
+                or not member["endpoint"]:
+            continue
+        endpoint = ipaddress.ip_address(member["endpoint"])
+        address = ipaddress.ip_address(member["address"])
+        peers.append({"name": member["name"], "public_key": member["public_key"],
+                      "endpoint": f"{endpoint}:{port}" if endpoint.version == 4 else f"[{endpoint}]:{port}",
+                      "allowed_ips": [f"{address}/{32 if address.version == 4 else 128}"],
+                      "keepalive": keepalive})
+    return peers
+
+
+def dl_wireguard_mtu(underlay_mtu, underlay_ipv6=False) -> int:
+    """The tunnel's MTU: the underlay's minus WireGuard's overhead (60 bytes over IPv4, 80 over IPv6)."""
+    try:
+        mtu = int(underlay_mtu)
+    except (TypeError, ValueError) as err:
+        raise AnsibleFilterError(f"dl_wireguard_mtu: underlay MTU {underlay_mtu!r} is not a number") from err
+    result = mtu - WIREGUARD_OVERHEAD[6 if underlay_ipv6 else 4]
+    if result < 1280 and underlay_ipv6:
+        raise AnsibleFilterError(f"dl_wireguard_mtu: an underlay MTU of {mtu} leaves {result}, below IPv6's 1280")
+    if result < 576:
+        raise AnsibleFilterError(f"dl_wireguard_mtu: an underlay MTU of {mtu} leaves {result}; set the MTU by hand")
+    return result
+
+
+class FilterModule:
+    """dlcluster VPN filters."""
+
+    def filters(self):
+        return {
+            "dl_vpn_sites": dl_vpn_sites,
+            "dl_vpn_problems": dl_vpn_problems,
+            "dl_vpn_members": dl_vpn_members,
+            "dl_vpn_firewall_sources": dl_vpn_firewall_sources,
+            "dl_vpn_site_address": dl_vpn_site_address,
+            "dl_wireguard_peers": dl_wireguard_peers,
+            "dl_wireguard_mtu": dl_wireguard_mtu,
+            "dl_wireguard_key_problem": dl_wireguard_key_problem,
+        }

@@ -1,0 +1,185 @@
+"""The VPN between the lab's two sites: {head, cpu1} and {cpu2}, each on its own Docker network.
+
+Docker keeps the site networks apart, so a site address of another site is reachable only through the tunnel
+(wireguard-go here: this kernel has no WireGuard module). Real traffic, real counters, a real stop.
+"""
+
+import functools
+import ipaddress
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+
+from labtest import ROOT, lab_host, refused_output, run_playbook  # noqa: E402
+
+testinfra_hosts = ["ansible://head", "ansible://cpu1", "ansible://cpu2"]
+INTERFACE = "wgdl0"
+SITES = {"head": "site_a", "cpu1": "site_a", "cpu2": "site_b"}
+# A TCP server on a site address: answers each connection with the bytes it was sent (up to 1 MB).
+ECHO = ("import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+        "s.bind((sys.argv[1], 7790)); s.listen()\n"
+        "while True:\n c,_=s.accept(); d=b''\n while len(d) < int(1e6):\n  b=c.recv(65536)\n  if not b: break\n"
+        "  d+=b\n c.sendall(d); c.close()")
+# A TCP client: sends 1 MB to the site address, prints how many bytes came back ("timeout" on no connection).
+SEND = ("import socket,sys; s=socket.socket(); s.settimeout(5)\n"
+        "try:\n s.connect((sys.argv[1], 7790)); s.sendall(b'x'*int(1e6)); s.shutdown(socket.SHUT_WR); n=0\n"
+        " while True:\n  b=s.recv(65536)\n  if not b: break\n  n+=len(b)\n print(n)\n"
+        "except OSError:\n print('timeout')")
+
+
+def site_subnets() -> dict:
+    state = Path(os.environ["DL_LAB_STATE_DIR"]) / os.environ["DL_LAB_NAME"] / "sites.json"
+    return {site: ipaddress.ip_network(subnet) for site, subnet in json.loads(state.read_text()).items()}
+
+
+@functools.lru_cache(maxsize=None)
+def site_address(name: str) -> str:
+    """A lab host's address on its site's network (lab.py put it there)."""
+    subnet = site_subnets()[SITES[name]]
+    addresses = lab_host(name).ansible("setup", "filter=ansible_all_ipv4_addresses")["ansible_facts"][
+        "ansible_all_ipv4_addresses"]
+    return next(a for a in addresses if ipaddress.ip_address(a) in subnet)
+
+
+def ping(source, address: str) -> bool:
+    return source.run(f"ping -c 3 -i 0.2 -W 1 {address}").rc == 0
+
+
+def transfer(source, peer_key: str) -> int:
+    """Bytes sent plus received through the tunnel with one peer, as WireGuard counts them."""
+    with source.sudo():
+        lines = source.check_output(f"wg show {INTERFACE} transfer").splitlines()
+    counts = {line.split("\t")[0]: int(line.split("\t")[1]) + int(line.split("\t")[2]) for line in lines}
+    return counts[peer_key]
+
+
+def public_key(name: str) -> str:
+    with lab_host(name).sudo():
+        return lab_host(name).check_output(f"wg show {INTERFACE} public-key")
+
+
+@pytest.fixture(scope="module")
+def echo_on_cpu2():
+    cpu2 = lab_host("cpu2")
+    with cpu2.sudo():
+        cpu2.run("systemctl stop vpn-echo; systemctl reset-failed vpn-echo")
+        cpu2.check_output(f"systemd-run --unit=vpn-echo python3 -c \"{ECHO}\" {site_address('cpu2')}")
+    time.sleep(1)
+    yield site_address("cpu2")
+    with cpu2.sudo():
+        cpu2.run("systemctl stop vpn-echo")
+
+
+def test_the_tunnel_runs_on_wireguard_go_in_this_kernel_with_the_hosts_own_key(host):
+    """No WireGuard module here: the role detected it and chose wireguard-go (the kernel path where it exists)."""
+    with host.sudo():
+        assert host.run("ip link add dev wgtest0 type wireguard").rc != 0, "this kernel has WireGuard after all"
+        dropin = host.file(f"/etc/systemd/system/wg-quick@{INTERFACE}.service.d/dlcluster.conf").content_string
+        assert "Environment=WG_QUICK_USERSPACE_IMPLEMENTATION=wireguard-go" in dropin
+        assert host.run("pgrep -x wireguard-go").rc == 0, "wireguard-go does not run"
+        assert host.service(f"wg-quick@{INTERFACE}").is_running
+        key = host.file(f"/etc/wireguard/{INTERFACE}.key")
+        assert (key.user, key.group, key.mode) == ("root", "root", 0o600)
+        config = host.file(f"/etc/wireguard/{INTERFACE}.conf").content_string
+        own_public = host.check_output(f"wg pubkey < /etc/wireguard/{INTERFACE}.key")
+        assert host.check_output(f"wg show {INTERFACE} public-key") == own_public
+        secret = key.content_string.strip()
+    assert "PrivateKey" not in config and secret not in config
+    # The private key is nowhere on the controller (fact cache, molecule's logs, the lab's state).
+    controller = [Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent")), Path(os.environ["DL_LAB_STATE_DIR"]),
+                  Path(__file__).resolve().parents[3] / ".ansible" / "facts"]
+    hits = [path for root in controller if root.is_dir() for path in root.rglob("*")
+            if path.is_file() and path.stat().st_size < 1 << 24 and secret in path.read_text(errors="ignore")]
+    assert hits == []
+
+
+def test_each_host_peers_with_the_hosts_of_the_other_site_only(host):
+    name = host.ansible.get_variables()["inventory_hostname"]
+    others = [other for other, site in SITES.items() if site != SITES[name]]
+    with host.sudo():
+        peers = host.check_output(f"wg show {INTERFACE} allowed-ips").splitlines()
+    assert sorted(peers) == sorted(f"{public_key(o)}\t{site_address(o)}/32" for o in others)
+
+
+def test_sites_are_apart_without_the_tunnel_and_joined_through_it(echo_on_cpu2):
+    """cpu1 (site a) reaches cpu2's site address only through the tunnel; the counters grow by what was sent."""
+    cpu1, cpu2 = lab_host("cpu1"), lab_host("cpu2")
+    cpu2_key = public_key("cpu2")
+    before = transfer(cpu1, cpu2_key)
+    assert cpu1.check_output(f"python3 -c \"{SEND}\" {echo_on_cpu2}") == str(10 ** 6)
+    assert ping(cpu1, echo_on_cpu2)
+    assert transfer(cpu1, cpu2_key) - before > 2 * 10 ** 6, "the 1 MB each way did not go through the tunnel"
+    # The route to the other site's address is the tunnel's; the own site's is the LAN.
+    assert f"dev {INTERFACE}" in cpu1.check_output(f"ip route get {echo_on_cpu2}")
+    assert f"dev {INTERFACE}" not in cpu1.check_output(f"ip route get {site_address('head')}")
+    assert ping(cpu1, site_address("head"))
+
+    # Stop the tunnel on cpu1: no way around it (Docker keeps the sites apart, the firewall would drop it).
+    with cpu1.sudo():
+        cpu1.check_output(f"systemctl stop wg-quick@{INTERFACE}")
+    try:
+        assert not ping(cpu1, echo_on_cpu2)
+        assert cpu1.check_output(f"python3 -c \"{SEND}\" {echo_on_cpu2}") == "timeout"
+    finally:
+        with cpu1.sudo():
+            cpu1.check_output(f"systemctl start wg-quick@{INTERFACE}")
+    deadline = time.monotonic() + 30
+    while not ping(cpu1, echo_on_cpu2) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert cpu1.check_output(f"python3 -c \"{SEND}\" {echo_on_cpu2}") == str(10 ** 6)
+    assert cpu2.service(f"wg-quick@{INTERFACE}").is_running
+
+
+def test_ddp_across_the_sites_trains_over_the_tunnel_and_reaches_090():
+    """The DDP sample with one rank per site: network 'site' puts each rank on its site address and LAN
+    interface (GLOO_SOCKET_IFNAME), and the tunnel carries the gradients between the sites."""
+    cpu1 = lab_host("cpu1")
+    before = transfer(cpu1, public_key("cpu2"))
+    job = {"job": {"name": "vpn-ddp", "framework": "pytorch", "hosts": "workers", "network": "site",
+                   "script": "jobs/scripts/pytorch_ddp_mnist.py", "hparams_file": "jobs/hparams/mnist.conf"}}
+    run = run_playbook("playbooks/train.yml", "-e", json.dumps(job), "-e", "force=true")
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr
+    summary = json.loads((ROOT / "runs" / "vpn-ddp" / "summary.json").read_text())
+    assert summary["ok"] and summary["test_accuracy"] >= 0.90, summary["message"]
+    assert {row["host"] for row in summary["ranks"]} == {"cpu1", "cpu2"}
+    # The ranks' traffic went through the tunnel: far more than the pings of the other tests.
+    assert transfer(cpu1, public_key("cpu2")) - before > 5 * 10 ** 6
+
+
+def test_a_reload_applies_the_configuration_to_the_running_tunnel_and_keeps_its_key():
+    """wg-quick's own reload (strip | syncconf) would drop the private key; dlcluster-wg-sync keeps it."""
+    head = lab_host("head")
+    cpu2_address = site_address("cpu2")
+    with head.sudo():
+        pid = head.check_output("pgrep -x wireguard-go")
+        # A stale route the configuration does not hold is removed; a missing one is put back.
+        head.check_output(f"ip route add 192.0.2.1/32 dev {INTERFACE} && ip route del {cpu2_address}/32 dev {INTERFACE}")
+        head.check_output(f"systemctl reload wg-quick@{INTERFACE}")
+        assert head.check_output("pgrep -x wireguard-go") == pid, "the reload restarted the tunnel"
+        assert head.check_output(f"wg show {INTERFACE} public-key") == head.check_output(
+            f"wg pubkey < /etc/wireguard/{INTERFACE}.key")
+        routes = head.check_output(f"ip -4 route show dev {INTERFACE}")
+    assert "192.0.2.1" not in routes and cpu2_address in routes
+    assert ping(head, cpu2_address)
+
+
+def test_the_vpn_preflight_refuses_overlapping_sites_and_an_unknown_backend():
+    output = refused_output("site.yml", "--limit", "cpu1", "--tags", "preflight", "-e",
+                            '{"dl_site_subnets": ["10.77.0.0/16"]}')
+    assert "dl_site_subnets of sites site_a (10.77.0.0/16) and site_b (10.77.0.0/16) overlap" in output
+    output = refused_output("site.yml", "--limit", "cpu1", "--tags", "preflight", "-e", "dl_vpn_backend=openvpn")
+    assert "host cpu1: vpn_backend is 'openvpn' from role vpn's default, but the role needs one of wireguard" in output
+    # Nothing changed: the tunnel still carries cpu1's traffic to cpu2.
+    assert ping(lab_host("cpu1"), site_address("cpu2"))
+
+
+def test_the_vpn_play_changes_nothing_on_a_converged_lab():
+    run = run_playbook("playbooks/vpn.yml")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "changed=0" in run.stdout and "changed=1" not in run.stdout, run.stdout

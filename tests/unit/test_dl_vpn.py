@@ -1,0 +1,143 @@
+"""The VPN's site model and WireGuard peers (filter_plugins/dl_vpn.py), computed from hostvars."""
+
+import base64
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from dl_vpn import (FilterModule, dl_vpn_firewall_sources, dl_vpn_members, dl_vpn_problems, dl_vpn_site_address,
+                    dl_wireguard_key_problem, dl_wireguard_mtu, dl_wireguard_peers)
+
+KEY = base64.b64encode(bytes(range(32))).decode()
+KEY2 = base64.b64encode(bytes(range(1, 33))).decode()
+
+
+def host(site, site_address, wan, **extra):
+    subnets = {"a": ["192.168.1.0/24"], "b": ["192.168.2.0/24"]}.get(site, ["10.9.0.0/24"])
+    return {"dl_vpn": True, "dl_site": site, "dl_site_subnets": subnets, "ansible_host": wan,
+            "ansible_all_ipv4_addresses": [wan, site_address], **extra}
+
+
+def lab(**overrides):
+    hosts = {"head": host("a", "192.168.1.2", "172.18.0.2", vpn_wireguard_public_key=KEY),
+             "cpu1": host("a", "192.168.1.3", "172.18.0.3", vpn_wireguard_public_key=KEY2),
+             "cpu2": host("b", "192.168.2.2", "172.18.0.4", vpn_wireguard_public_key=KEY)}
+    for name, fields in overrides.items():
+        hosts[name] = {**hosts.get(name, {}), **fields}
+    return hosts
+
+
+NAMES = ["head", "cpu1", "cpu2"]
+
+
+def test_a_good_two_site_inventory_has_no_problem():
+    assert dl_vpn_problems(lab(), NAMES) == []
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    ({"cpu2": {"dl_site_subnets": ["192.168.1.128/25"], "ansible_all_ipv4_addresses": ["192.168.1.130"]}},
+     "dl_site_subnets of sites a (192.168.1.0/24) and b (192.168.1.128/25) overlap; give every site its own "
+     "subnets."),
+    ({"cpu1": {"dl_site": None}},
+     "Host cpu1 has no dl_site; put it in a site group whose group_vars set dl_site and dl_site_subnets, or set "
+     "dl_vpn: false for it."),
+    ({"cpu1": {"dl_site_subnets": ["192.168.7.0/24"]}},
+     "Host cpu1: dl_site_subnets of site a differ from those of host head; set them once, in the site group's "
+     "group_vars."),
+    ({"cpu1": {"dl_site_subnets": "not-a-cidr"}},
+     "Host cpu1: dl_site_subnets of site a is wrong ('not-a-cidr' does not appear to be an IPv4 or IPv6 network); give a "
+     "list of CIDRs such as [192.168.1.0/24]."),
+    ({"cpu2": {"ansible_all_ipv4_addresses": ["172.18.0.4"]}},
+     "Host cpu2 has no address inside dl_site_subnets of site b (192.168.2.0/24); fix dl_site_subnets or the "
+     "host's site."),
+    ({"head": {"dl_vpn_networks": ["192.168.2.0/28"]}},
+     "Host head: dl_vpn_networks entry 192.168.2.0/28 overlaps the subnets of site b; give VPN clients a network "
+     "of their own."),
+    ({"cpu2": {"ansible_host": "192.168.1.50"}},
+     "Host cpu2 is reached at 192.168.1.50 (ansible_host), inside site a's subnets, which its tunnel carries; the "
+     "controller's SSH path must not depend on the tunnel: reach it at an address outside other sites' subnets."),
+    ({"cpu2": {"dl_vpn_endpoint": "192.168.2.2"}},
+     "Host cpu2: its tunnel endpoint 192.168.2.2 is its own site address, which its peers route into the tunnel; "
+     "set dl_vpn_endpoint to the address the other sites reach it at outside the tunnel."),
+])
+def test_bad_site_models_are_named_with_the_host_the_variable_and_the_fix(overrides, expected):
+    assert expected in dl_vpn_problems(lab(**overrides), NAMES)
+
+
+def test_unknown_backend_and_topology_are_refused():
+    problems = dl_vpn_problems(lab(), NAMES, {"backend": "openvpn", "topology": "star"})
+    assert problems[0].startswith("dl_vpn_backend is 'openvpn'; use one of wireguard")
+    assert problems[1].startswith("dl_vpn_topology is 'star'; use one of mesh")
+
+
+def test_one_site_is_not_a_vpn_and_hosts_without_dl_vpn_are_left_out():
+    one_site = lab(cpu2={"dl_vpn": False})
+    assert dl_vpn_problems(one_site, NAMES) == [
+        "dl_vpn is true but every VPN host is in site a; a VPN needs two sites or more (give the other hosts their "
+        "dl_site)."]
+    assert [m["name"] for m in dl_vpn_members(one_site, NAMES)] == ["head", "cpu1"]
+    assert dl_vpn_problems(lab(head={"dl_vpn": False}, cpu1={"dl_vpn": "false"}, cpu2={"dl_vpn": False}),
+                           NAMES) == []
+
+
+def test_the_site_address_is_the_hosts_address_inside_its_site():
+    assert dl_vpn_site_address(["172.18.0.3", "192.168.1.3"], ["192.168.1.0/24"]) == "192.168.1.3"
+    assert dl_vpn_site_address(["172.18.0.3", "fd00::3"], ["fd00::/64"]) == "fd00::3"
+    assert dl_vpn_site_address(["172.18.0.3"], ["192.168.1.0/24"]) == ""
+    assert dl_vpn_site_address(["172.18.0.3"], "garbage") == ""
+
+
+def test_members_carry_site_address_endpoint_and_key():
+    members = dl_vpn_members(lab(cpu2={"dl_vpn_endpoint": "203.0.113.7"}), NAMES)
+    assert members[0] == {"name": "head", "site": "a", "address": "192.168.1.2", "endpoint": "172.18.0.2",
+                          "public_key": KEY}
+    assert members[2]["endpoint"] == "203.0.113.7"
+    # A host reached by name: its default IPv4 address from the facts is the endpoint.
+    by_name = lab(cpu1={"ansible_host": "cpu1.example", "ansible_default_ipv4": {"address": "172.18.0.3"}})
+    assert dl_vpn_members(by_name, NAMES)[1]["endpoint"] == "172.18.0.3"
+
+
+def test_a_mesh_peers_with_every_host_of_the_other_sites_only():
+    members = dl_vpn_members(lab(), NAMES)
+    head = dl_wireguard_peers(members, "head", {"port": 51820})
+    assert head == [{"name": "cpu2", "public_key": KEY, "endpoint": "172.18.0.4:51820",
+                     "allowed_ips": ["192.168.2.2/32"], "keepalive": 0}]
+    cpu2 = dl_wireguard_peers(members, "cpu2", {"port": 51821, "keepalive": 25})
+    assert [(p["name"], p["allowed_ips"], p["endpoint"], p["keepalive"]) for p in cpu2] == [
+        ("head", ["192.168.1.2/32"], "172.18.0.2:51821", 25), ("cpu1", ["192.168.1.3/32"], "172.18.0.3:51821", 25)]
+
+
+def test_a_member_without_a_key_yet_is_left_out_and_ipv6_endpoints_are_bracketed():
+    members = dl_vpn_members(lab(cpu1={"vpn_wireguard_public_key": ""}, head={"ansible_host": "2001:db8::2"}), NAMES)
+    assert [p["name"] for p in dl_wireguard_peers(members, "cpu2")] == ["head"]
+    assert dl_wireguard_peers(members, "cpu2")[0]["endpoint"] == "[2001:db8::2]:51820"
+    with pytest.raises(AnsibleFilterError, match="outsider is not a VPN member"):
+        dl_wireguard_peers(members, "outsider")
+
+
+def test_the_firewall_lets_its_site_in_directly_and_other_sites_through_the_tunnel_only():
+    assert dl_vpn_firewall_sources(lab(), NAMES, "head") == {"site": ["192.168.1.3"], "tunnel": ["192.168.2.0/24"]}
+    assert dl_vpn_firewall_sources(lab(), NAMES, "cpu2") == {"site": [], "tunnel": ["192.168.1.0/24"]}
+    assert dl_vpn_firewall_sources(lab(cpu2={"dl_vpn": False}), NAMES, "cpu2") == {"site": [], "tunnel": []}
+
+
+def test_mtu_is_the_underlay_minus_the_overhead():
+    assert dl_wireguard_mtu(1500) == 1440
+    assert dl_wireguard_mtu("9000", True) == 8920
+    with pytest.raises(AnsibleFilterError, match="below IPv6's 1280"):
+        dl_wireguard_mtu(1300, True)
+    with pytest.raises(AnsibleFilterError, match="is not a number"):
+        dl_wireguard_mtu(None)
+
+
+def test_wireguard_keys_are_checked():
+    assert dl_wireguard_key_problem(KEY) == ""
+    assert "44 base64 characters" in dl_wireguard_key_problem("short")
+    assert "not valid base64" in dl_wireguard_key_problem("!" * 43 + "=")
+    assert "44 base64 characters" in dl_wireguard_key_problem(None)
+
+
+def test_every_filter_is_registered():
+    assert set(FilterModule().filters()) == {
+        "dl_vpn_sites", "dl_vpn_problems", "dl_vpn_members", "dl_vpn_firewall_sources", "dl_vpn_site_address",
+        "dl_wireguard_peers", "dl_wireguard_mtu", "dl_wireguard_key_problem"}
