@@ -136,6 +136,45 @@ def test_sites_are_apart_without_the_tunnel_and_joined_through_it(echo_on_cpu2):
     assert cpu2.service(f"wg-quick@{INTERFACE}").is_running
 
 
+# A UDP server that logs "source port" for every datagram; a sender that picks its source address.
+UDP_LOG = ("import socket,sys; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', int(sys.argv[1])))\n"
+           "while True:\n d,a=s.recvfrom(64); f=open('/run/vpn-udp.log','a'); f.write(a[0]+' '+sys.argv[1]+chr(10)); "
+           "f.close()")
+UDP_FROM = ("import socket,sys; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((sys.argv[1], 0)); "
+            "[s.sendto(b'x', (sys.argv[2], int(sys.argv[3]))) for _ in range(3)]")
+
+
+def test_other_sites_get_in_through_the_tunnel_only_never_around_it():
+    """head's firewall lets site b's subnet in on the tunnel's interface only. A network namespace on head,
+    joined by a veth pair, sends from a site b address around the tunnel: dropped on port 7791, while on the
+    VPN's listen port (51820, open to everyone) the same packets get in, so they do reach the firewall. cpu2's
+    real packets through the tunnel get in on 7791. (Docker's bridge masquerades forged sources, so the
+    forging happens inside head.)"""
+    head, cpu2 = lab_host("head"), lab_host("cpu2")
+    forged = str(site_subnets()["site_b"].network_address + 250)
+    setup = ("ip netns add dlforge && ip link add dlforge0 type veth peer name dlforge1 netns dlforge && "
+             "ip addr add 10.250.0.1/30 dev dlforge0 && ip link set dlforge0 up && "
+             f"ip -n dlforge addr add {forged}/32 dev dlforge1 && ip -n dlforge link set dlforge1 up && "
+             "ip -n dlforge route add 10.250.0.1/32 dev dlforge1 && "
+             f"ip route add {forged}/32 dev dlforge0")
+    with head.sudo():
+        head.run("systemctl stop vpn-udp-7791 vpn-udp-51820; rm -f /run/vpn-udp.log; ip netns del dlforge")
+        for port in (7791, 51820):
+            head.check_output(f'systemd-run --unit=vpn-udp-{port} python3 -c "{UDP_LOG}" {port}')
+        head.check_output(setup)
+        try:
+            time.sleep(1)
+            for port in (7791, 51820):
+                head.check_output(f'ip netns exec dlforge python3 -c "{UDP_FROM}" {forged} 10.250.0.1 {port}')
+            cpu2.check_output(f'python3 -c "{UDP_FROM}" {site_address("cpu2")} {site_address("head")} 7791')
+            time.sleep(1)
+            seen = set(head.check_output("cat /run/vpn-udp.log").splitlines())
+        finally:
+            head.run(f"ip route del {forged}/32 dev dlforge0; ip netns del dlforge; "
+                     "systemctl stop vpn-udp-7791 vpn-udp-51820")
+    assert seen == {f"{forged} 51820", f"{site_address('cpu2')} 7791"}
+
+
 def test_ddp_across_the_sites_trains_over_the_tunnel_and_reaches_090():
     """The DDP sample with one rank per site: network 'site' puts each rank on its site address and LAN
     interface (GLOO_SOCKET_IFNAME), and the tunnel carries the gradients between the sites."""
