@@ -15,7 +15,7 @@ FORCE ?= false
 # The GPU stacks on fixture hardware, then one converged lab verified for every role.
 SCENARIOS ?= accelerators lab
 
-.PHONY: help bootstrap venv lab lab-down converge train validate demo lint unit molecule test test-full bench bench-rollout clean
+.PHONY: help bootstrap venv lab lab-down converge train validate demo lint unit molecule test test-full bench bench-rollout bench-vpn clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -75,9 +75,13 @@ bench: venv ## Benchmarks: pip mirror upstream fetches, launch overhead, 1 vs 2 
 	scripts/bench.sh
 	$(BIN)/python scripts/bench_benchmark.py
 	$(MAKE) --no-print-directory bench-rollout
+	$(MAKE) --no-print-directory bench-vpn
 
 bench-rollout: venv ## site.yml cold and warm re-run seconds on 2, 3 and 16 lab hosts (BENCH_SIZES) -> reports/rollout/.
 	$(BIN)/python scripts/bench_rollout.py
+
+bench-vpn: venv bootstrap ## VPN throughput and latency: same site, other site over the underlay, other site through the tunnel -> reports/vpn/.
+	$(BIN)/python scripts/bench_vpn.py
 
 clean: lab-down ## Remove the lab and the virtualenv.
 	rm -rf $(VENV) .ansible

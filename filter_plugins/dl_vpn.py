@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import re
 
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.parsing.convert_bool import boolean
@@ -226,6 +227,9 @@ def dl_vpn_firewall_sources(hostvars, names, me) -> dict:
 def dl_wireguard_peers(members, me, settings=None) -> list:
     """WireGuard peers of host ``me`` in a mesh: every member of another site with a key, address and endpoint.
 
+    On the clients' gateway (settings["client_gateway"] == me) also every present client of settings["clients"]
+    (dl_vpn_clients' output), with its own public key or the one in settings["client_keys"][name].
+
     Each peer: {name, public_key, endpoint ("ip:port", IPv6 in brackets), allowed_ips [site address/32 or /128],
     keepalive (settings["keepalive"] seconds, 0 for none)}. Members without a key yet (a host whose first run was
     in check mode) are left out: they join on the next run.
@@ -233,6 +237,7 @@ def dl_wireguard_peers(members, me, settings=None) -> list:
     settings = settings or {}
     port = int(settings.get("port", 51820))
     keepalive = int(settings.get("keepalive", 0))
+    client_keys = settings.get("client_keys") or {}
     by_name = {m["name"]: m for m in members}
     if me not in by_name:
         raise AnsibleFilterError(f"dl_wireguard_peers: {me} is not a VPN member (no dl_site)")
@@ -248,7 +253,99 @@ def dl_wireguard_peers(members, me, settings=None) -> list:
                       "endpoint": f"{endpoint}:{port}" if endpoint.version == 4 else f"[{endpoint}]:{port}",
                       "allowed_ips": [f"{address}/{32 if address.version == 4 else 128}"],
                       "keepalive": keepalive})
+    # People's tunnels end at the clients' gateway: no endpoint (they roam), their tunnel address only.
+    if settings.get("client_gateway") == me:
+        for client in settings.get("clients") or []:
+            key = client["public_key"] or client_keys.get(client["name"], "")
+            if client["state"] != "present" or not key:
+                continue
+            address = ipaddress.ip_address(client["address"])
+            peers.append({"name": f"client {client['name']}", "public_key": key, "endpoint": "",
+                          "allowed_ips": [f"{address}/{32 if address.version == 4 else 128}"], "keepalive": 0})
     return peers
+
+
+CLIENT_NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+
+
+def _client_pool(networks):
+    """The first IPv4 network of dl_vpn_networks with room for a gateway and clients (prefix /30 or wider)."""
+    for item in networks or []:
+        try:
+            net = ipaddress.ip_network(str(item), strict=False)
+        except ValueError:
+            continue
+        if net.version == 4 and net.prefixlen <= 30:
+            return net
+    return None
+
+
+def dl_vpn_clients(clients, networks) -> list:
+    """dl_vpn_clients with their tunnel addresses: ``[{name, address, public_key, state}]``.
+
+    Each client has an address in the first IPv4 network of dl_vpn_networks (see _client_pool): the entry's own
+    ``address``, else the pool's third address plus the client's position in the list. A client with
+    ``state: absent`` keeps its position (the others keep their addresses) but is left out of the tunnels.
+    """
+    pool = _client_pool(networks)
+    result = []
+    for index, client in enumerate(clients or []):
+        if not isinstance(client, dict):
+            raise AnsibleFilterError(f"dl_vpn_clients: dl_vpn_clients[{index}] must be a mapping with a name")
+        address = client.get("address") or (str(pool.network_address + 2 + index) if pool else "")
+        result.append({"name": str(client.get("name", "")), "address": str(address),
+                       "public_key": str(client.get("public_key") or ""),
+                       "state": str(client.get("state") or "present")})
+    return result
+
+
+def dl_vpn_client_problems(clients, networks, gateway, members) -> list:
+    """What is wrong with dl_vpn_clients, one sentence each naming the entry, the variable and the fix."""
+    if not clients:
+        return []
+    problems, seen = [], {}
+    if not isinstance(clients, list):
+        return [f"dl_vpn_clients must be a list of {{name, public_key}} entries, got {type(clients).__name__}."]
+    pool = _client_pool(networks)
+    if pool is None:
+        problems.append("dl_vpn_clients is set but dl_vpn_networks has no IPv4 network of /30 or wider to give "
+                        "the clients addresses from; add one such as 10.8.0.0/24.")
+    if not gateway:
+        problems.append("dl_vpn_clients is set but dl_vpn_client_gateway is empty; name the VPN host people's "
+                        "tunnels end at (usually the head node).")
+    elif gateway not in [m["name"] for m in members]:
+        problems.append(f"dl_vpn_client_gateway is {gateway!r}, which is not a VPN host (dl_vpn true, with a "
+                        f"dl_site); name one that is.")
+    for index, client in enumerate(clients):
+        if not isinstance(client, dict) or not re.match(CLIENT_NAME_RE, str(client.get("name", ""))):
+            problems.append(f"dl_vpn_clients[{index}] needs a name of letters, digits, '.', '_' or '-' (it names "
+                            f"the client's config file).")
+            continue
+        name = client["name"]
+        if name in seen:
+            problems.append(f"dl_vpn_clients lists {name} twice (entries {seen[name]} and {index}); keep one.")
+        seen.setdefault(name, index)
+        if client.get("public_key"):
+            why = dl_wireguard_key_problem(client["public_key"])
+            if why:
+                problems.append(f"dl_vpn_clients entry {name}: public_key {why}; leave it out to have the "
+                                f"controller make the client's key pair.")
+        if client.get("state", "present") not in ("present", "absent"):
+            problems.append(f"dl_vpn_clients entry {name}: state is {client['state']!r}; use present or absent.")
+    if pool is not None and len(clients) + 2 > pool.num_addresses - 1:
+        problems.append(f"dl_vpn_clients has {len(clients)} entries but {pool} holds "
+                        f"{pool.num_addresses - 3}; give dl_vpn_networks a larger first network.")
+    for client in dl_vpn_clients([c for c in clients if isinstance(c, dict)], networks):
+        try:
+            address = ipaddress.ip_address(client["address"])
+        except ValueError:
+            problems.append(f"dl_vpn_clients entry {client['name']}: address {client['address']!r} is not an IP "
+                            f"address.")
+            continue
+        if pool is not None and address not in pool:
+            problems.append(f"dl_vpn_clients entry {client['name']}: address {address} is outside {pool}, the "
+                            f"clients' network (the first of dl_vpn_networks).")
+    return problems
 
 
 def dl_wireguard_mtu(underlay_mtu, underlay_ipv6=False) -> int:
@@ -277,5 +374,7 @@ class FilterModule:
             "dl_vpn_site_address": dl_vpn_site_address,
             "dl_wireguard_peers": dl_wireguard_peers,
             "dl_wireguard_mtu": dl_wireguard_mtu,
+            "dl_vpn_clients": dl_vpn_clients,
+            "dl_vpn_client_problems": dl_vpn_client_problems,
             "dl_wireguard_key_problem": dl_wireguard_key_problem,
         }

@@ -52,6 +52,30 @@ def lab_address(name: str) -> str:
     return lab_host(name).ansible.get_variables()["ansible_host"]
 
 
+# The lab's sites (molecule/lab/molecule.yml): each host of a group site_<x> is also on that site's network.
+LAB_SITES = {"head": "site_a", "cpu1": "site_a", "cpu2": "site_b"}
+
+
+def site_subnets() -> dict:
+    """The lab's site networks as lab.py made them (sites.json in the lab's state)."""
+    import ipaddress  # pylint: disable=import-outside-toplevel
+    import json  # pylint: disable=import-outside-toplevel
+
+    state = Path(os.environ["DL_LAB_STATE_DIR"]) / os.environ["DL_LAB_NAME"] / "sites.json"
+    return {site: ipaddress.ip_network(subnet) for site, subnet in json.loads(state.read_text()).items()}
+
+
+@functools.lru_cache(maxsize=None)
+def site_address(name: str) -> str:
+    """A lab host's address on its site's network, from its facts."""
+    import ipaddress  # pylint: disable=import-outside-toplevel
+
+    subnet = site_subnets()[LAB_SITES[name]]
+    addresses = lab_host(name).ansible("setup", "filter=ansible_all_ipv4_addresses")["ansible_facts"][
+        "ansible_all_ipv4_addresses"]
+    return next(a for a in addresses if ipaddress.ip_address(a) in subnet)
+
+
 def run_playbook(playbook: str, *args: str) -> subprocess.CompletedProcess:
     """Run a repository playbook against molecule's inventory of this scenario."""
     argv = [ANSIBLE_PLAYBOOK, "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(ROOT / playbook), *args]

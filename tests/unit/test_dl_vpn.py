@@ -5,7 +5,7 @@ import base64
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from dl_vpn import (FilterModule, dl_vpn_firewall_sources, dl_vpn_members, dl_vpn_problems, dl_vpn_site_address,
+from dl_vpn import (FilterModule, dl_vpn_client_problems, dl_vpn_clients, dl_vpn_firewall_sources, dl_vpn_members, dl_vpn_problems, dl_vpn_site_address,
                     dl_wireguard_key_problem, dl_wireguard_mtu, dl_wireguard_peers)
 
 KEY = base64.b64encode(bytes(range(32))).decode()
@@ -140,4 +140,73 @@ def test_wireguard_keys_are_checked():
 def test_every_filter_is_registered():
     assert set(FilterModule().filters()) == {
         "dl_vpn_sites", "dl_vpn_problems", "dl_vpn_members", "dl_vpn_firewall_sources", "dl_vpn_site_address",
-        "dl_wireguard_peers", "dl_wireguard_mtu", "dl_wireguard_key_problem"}
+        "dl_wireguard_peers", "dl_wireguard_mtu", "dl_wireguard_key_problem", "dl_vpn_clients",
+        "dl_vpn_client_problems"}
+
+
+def test_clients_get_addresses_in_list_order_and_an_absent_one_keeps_its_place():
+    clients = [{"name": "alice"}, {"name": "bob", "state": "absent"}, {"name": "carol", "public_key": KEY},
+               {"name": "dan", "address": "10.8.0.99"}]
+    assert [(c["name"], c["address"], c["state"]) for c in dl_vpn_clients(clients, ["10.9.9.9/32", "10.8.0.0/24"])] \
+        == [("alice", "10.8.0.2", "present"), ("bob", "10.8.0.3", "absent"), ("carol", "10.8.0.4", "present"),
+            ("dan", "10.8.0.99", "present")]
+
+
+def test_the_clients_gateway_peers_with_every_present_client():
+    members = dl_vpn_members(lab(), NAMES)
+    clients = dl_vpn_clients([{"name": "alice"}, {"name": "bob", "state": "absent", "public_key": KEY},
+                              {"name": "carol", "public_key": KEY2}], ["10.8.0.0/24"])
+    settings = {"clients": clients, "client_gateway": "head", "client_keys": {"alice": KEY}}
+    head = dl_wireguard_peers(members, "head", settings)
+    assert [(p["name"], p["allowed_ips"], p["endpoint"]) for p in head] == [
+        ("cpu2", ["192.168.2.2/32"], "172.18.0.4:51820"), ("client alice", ["10.8.0.2/32"], ""),
+        ("client carol", ["10.8.0.4/32"], "")]
+    assert [p["name"] for p in dl_wireguard_peers(members, "cpu1", settings)] == ["cpu2"]
+
+
+@pytest.mark.parametrize("clients, networks, gateway, expected", [
+    ([{"name": "a"}, {"name": "a"}], ["10.8.0.0/24"], "head", "dl_vpn_clients lists a twice (entries 0 and 1); keep one."),
+    ([{"name": "a", "public_key": "abc"}], ["10.8.0.0/24"], "head",
+     "dl_vpn_clients entry a: public_key is not 44 base64 characters (the output of `wg pubkey`); leave it out to "
+     "have the controller make the client's key pair."),
+    ([{"name": "a"}], ["10.8.0.1/32"], "head",
+     "dl_vpn_clients is set but dl_vpn_networks has no IPv4 network of /30 or wider to give the clients addresses "
+     "from; add one such as 10.8.0.0/24."),
+    ([{"name": "a"}], ["10.8.0.0/24"], "", "dl_vpn_clients is set but dl_vpn_client_gateway is empty; name the VPN "
+     "host people's tunnels end at (usually the head node)."),
+    ([{"name": "a"}], ["10.8.0.0/24"], "outsider", "dl_vpn_client_gateway is 'outsider', which is not a VPN host "
+     "(dl_vpn true, with a dl_site); name one that is."),
+    ([{"name": "../a"}], ["10.8.0.0/24"], "head", "dl_vpn_clients[0] needs a name of letters, digits, '.', '_' or "
+     "'-' (it names the client's config file)."),
+    ([{"name": "a", "address": "10.9.0.2"}], ["10.8.0.0/24"], "head", "dl_vpn_clients entry a: address 10.9.0.2 is "
+     "outside 10.8.0.0/24, the clients' network (the first of dl_vpn_networks)."),
+    ([{"name": f"c{i}"} for i in range(3)], ["10.8.0.0/30"], "head",
+     "dl_vpn_clients has 3 entries but 10.8.0.0/30 holds 1; give dl_vpn_networks a larger first network."),
+])
+def test_bad_clients_are_named_with_the_fix(clients, networks, gateway, expected):
+    assert expected in dl_vpn_client_problems(clients, networks, gateway, dl_vpn_members(lab(), NAMES))
+
+
+def test_no_clients_no_problem():
+    assert dl_vpn_client_problems([], [], "", []) == []
+
+
+def _keypair_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "library" / "dl_wireguard_keypair.py"
+    spec = importlib.util.spec_from_file_location("dl_wireguard_keypair", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_client_key_pairs_are_x25519_as_wg_makes_them():
+    """RFC 7748's X25519 test vector (Alice), base64 as `wg genkey` / `wg pubkey` write them."""
+    keypair = _keypair_module()
+    private = base64.b64encode(bytes.fromhex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a"))
+    public = base64.b64encode(bytes.fromhex("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"))
+    assert keypair.public_key_of(private.decode()) == public.decode()
+    fresh = keypair.new_private_key()
+    assert dl_wireguard_key_problem(fresh) == "" and dl_wireguard_key_problem(keypair.public_key_of(fresh)) == ""

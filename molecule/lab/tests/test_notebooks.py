@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 
-from labtest import lab_host, probe, refused_output, run_playbook  # noqa: E402
+from labtest import lab_host, probe, refused_output, run_playbook, site_address  # noqa: E402
 
 testinfra_hosts = ["ansible://head"]
 
@@ -99,9 +99,11 @@ def test_tensorboard_reads_the_configured_logdir(host):
 
 
 def test_listening_only_on_the_private_address(host, head_address):
-    assert listeners(host, 8888) == [f"{head_address}:8888"]
+    """The cluster address, and the site address where people on the VPN reach it (roles/vpn)."""
+    site = site_address("head")
+    assert listeners(host, 8888) == sorted([f"{head_address}:8888", f"{site}:8888"])
     assert listeners(host, 18888) == ["127.0.0.1:18888"]
-    assert listeners(host, 6006) == [f"{head_address}:6006"]
+    assert listeners(host, 6006) == sorted([f"{head_address}:6006", f"{site}:6006"])
     assert listeners(host, 16006) == ["127.0.0.1:16006"]
     assert listeners(host, 80) == []  # nginx's default site is off
 

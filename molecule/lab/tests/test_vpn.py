@@ -4,10 +4,9 @@ Docker keeps the site networks apart, so a site address of another site is reach
 (wireguard-go here: this kernel has no WireGuard module). Real traffic, real counters, a real stop.
 """
 
-import functools
-import ipaddress
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -16,11 +15,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 
-from labtest import ROOT, lab_host, refused_output, run_playbook  # noqa: E402
+from labtest import (LAB_SITES, ROOT, cluster_ca_cert, lab_host, probe, refused_output, run_playbook,  # noqa: E402
+                     site_address, site_subnets)
 
 testinfra_hosts = ["ansible://head", "ansible://cpu1", "ansible://cpu2"]
 INTERFACE = "wgdl0"
-SITES = {"head": "site_a", "cpu1": "site_a", "cpu2": "site_b"}
+SITES = LAB_SITES
 # A TCP server on a site address: answers each connection with the bytes it was sent (up to 1 MB).
 ECHO = ("import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
         "s.bind((sys.argv[1], 7790)); s.listen()\n"
@@ -31,20 +31,6 @@ SEND = ("import socket,sys; s=socket.socket(); s.settimeout(5)\n"
         "try:\n s.connect((sys.argv[1], 7790)); s.sendall(b'x'*int(1e6)); s.shutdown(socket.SHUT_WR); n=0\n"
         " while True:\n  b=s.recv(65536)\n  if not b: break\n  n+=len(b)\n print(n)\n"
         "except OSError:\n print('timeout')")
-
-
-def site_subnets() -> dict:
-    state = Path(os.environ["DL_LAB_STATE_DIR"]) / os.environ["DL_LAB_NAME"] / "sites.json"
-    return {site: ipaddress.ip_network(subnet) for site, subnet in json.loads(state.read_text()).items()}
-
-
-@functools.lru_cache(maxsize=None)
-def site_address(name: str) -> str:
-    """A lab host's address on its site's network (lab.py put it there)."""
-    subnet = site_subnets()[SITES[name]]
-    addresses = lab_host(name).ansible("setup", "filter=ansible_all_ipv4_addresses")["ansible_facts"][
-        "ansible_all_ipv4_addresses"]
-    return next(a for a in addresses if ipaddress.ip_address(a) in subnet)
 
 
 def ping(source, address: str) -> bool:
@@ -99,12 +85,29 @@ def test_the_tunnel_runs_on_wireguard_go_in_this_kernel_with_the_hosts_own_key(h
     assert hits == []
 
 
+def test_the_first_converge_at_vvv_logged_no_wireguard_private_key():
+    """At -vvv every module's arguments and results are printed: no host's key nor the laptop's appears."""
+    log = ROOT / ".ansible" / "lab-converge-vvv.log"
+    assert log.exists(), f"{log} is missing: scripts/molecule-suite.sh writes it (make molecule)"
+    flat = re.sub(r"[\s│]+", "", re.sub(r"\x1b\[[0-9;]*m", "", log.read_text(errors="replace")))
+    assert "TASK[vpn:Writethetunnel'sconfiguration" in flat, "the capture never reached the vpn role"
+    state = Path(os.environ["DL_LAB_STATE_DIR"]) / os.environ["DL_LAB_NAME"]
+    keys = {"laptop": (state / "vpn-clients" / "laptop.key").read_text().strip()}
+    for name in SITES:
+        with lab_host(name).sudo():
+            keys[name] = lab_host(name).check_output(f"cat /etc/wireguard/{INTERFACE}.key")
+    assert [name for name, key in keys.items() if key in flat] == []
+
+
 def test_each_host_peers_with_the_hosts_of_the_other_site_only(host):
     name = host.ansible.get_variables()["inventory_hostname"]
     others = [other for other, site in SITES.items() if site != SITES[name]]
     with host.sudo():
         peers = host.check_output(f"wg show {INTERFACE} allowed-ips").splitlines()
-    assert sorted(peers) == sorted(f"{public_key(o)}\t{site_address(o)}/32" for o in others)
+    hosts = [peer for peer in peers if not peer.endswith("\t10.8.0.2/32")]
+    assert sorted(hosts) == sorted(f"{public_key(o)}\t{site_address(o)}/32" for o in others)
+    # The person on the VPN (dl_vpn_clients: laptop, 10.8.0.2) is a peer of the clients' gateway only.
+    assert len(peers) - len(hosts) == (1 if name == "head" else 0)
 
 
 def test_sites_are_apart_without_the_tunnel_and_joined_through_it(echo_on_cpu2):
@@ -189,6 +192,38 @@ def test_ddp_across_the_sites_trains_over_the_tunnel_and_reaches_090():
     assert {row["host"] for row in summary["ranks"]} == {"cpu1", "cpu2"}
     # The ranks' traffic went through the tunnel: far more than the pings of the other tests.
     assert transfer(cpu1, public_key("cpu2")) - before > 5 * 10 ** 6
+
+
+def test_a_person_on_the_vpn_reaches_jupyter_on_head_and_nothing_else():
+    """The outsider plays a laptop outside the cluster: with the wg-quick file the role wrote on the controller,
+    its tunnel ends at head. Through it, Jupyter answers the token at head's site address (unreachable without
+    the tunnel); SSH and the node exporter there do not answer."""
+    state = Path(os.environ["DL_LAB_STATE_DIR"]) / os.environ["DL_LAB_NAME"]
+    config = state / "vpn-clients" / "laptop.conf"
+    assert config.stat().st_mode & 0o777 == 0o600
+    assert "PrivateKey = " in config.read_text() and "Address = 10.8.0.2/32" in config.read_text()
+    token = (state / "jupyter-token").read_text().split()[0]
+    laptop, head = lab_host("outsider"), site_address("head")
+    jupyter = (f"curl -sS -o /dev/null -w '%{{http_code}}' --max-time 5 --cacert /tmp/cluster-ca.crt "
+               f"--resolve head:8888:{head} -H 'Authorization: token {token}' https://head:8888/api/status")
+    with laptop.sudo():
+        laptop.run("wg-quick down /etc/wireguard/dlvpn.conf")
+        laptop.check_output("install -m 0600 /dev/stdin /etc/wireguard/dlvpn.conf <<'EOF'\n"
+                            f"{config.read_text()}EOF")
+        laptop.check_output("install -m 0644 /dev/stdin /tmp/cluster-ca.crt <<'EOF'\n"
+                            f"{cluster_ca_cert().read_text()}EOF")
+        assert laptop.run(jupyter).stdout != "200", "head's site address answered without the tunnel"
+        laptop.check_output("wg-quick up /etc/wireguard/dlvpn.conf")
+    try:
+        assert laptop.check_output(jupyter) == "200"
+        assert probe(laptop, "tcp", head, 22) == "timeout"
+        assert probe(laptop, "tcp", head, 9100) == "timeout"
+        assert probe(laptop, "tcp", site_address("cpu1"), 22) == "timeout"  # the tunnel reaches head only
+        with laptop.sudo():
+            assert laptop.check_output("wg show dlvpn latest-handshakes").split()[1] != "0"
+    finally:
+        with laptop.sudo():
+            laptop.run("wg-quick down /etc/wireguard/dlvpn.conf")
 
 
 def test_a_reload_applies_the_configuration_to_the_running_tunnel_and_keeps_its_key():

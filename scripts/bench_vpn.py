@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""Tunnel throughput and latency, same site vs across sites, side by side in one run (`make bench-vpn`).
+
+A lab of its own (benchvpn: head and cpu1 in site_a, cpu2 in site_b, each site on its own Docker network)
+gets the pre-flight, common, the firewall and the VPN from site.yml (dl_vpn true), then iperf3 (TCP, one
+stream, BENCH_VPN_SECONDS each, default 5) and ping (20 echoes, 0.2 s apart) from head to:
+  - cpu1's site address: the same site, over the site's LAN;
+  - cpu2's lab address: the other site, over the underlay, no tunnel (what the tunnel costs is against this);
+  - cpu2's site address: the other site, through the tunnel (wireguard-go here: this kernel has no module).
+The lab is removed afterwards unless BENCH_KEEP=1.
+
+Results: reports/vpn/<UTC time>.{json,md,png}; earlier results are kept.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NAME = "benchvpn"
+SITES = {"head": "site_a", "cpu1": "site_a", "cpu2": "site_b"}
+SECONDS = int(os.environ.get("BENCH_VPN_SECONDS", "5"))
+KEEP = os.environ.get("BENCH_KEEP", "") == "1"
+PYTHON = sys.executable
+ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
+ANSIBLE = str(Path(sys.executable).parent / "ansible")
+
+
+def log(msg: str) -> None:
+    print(f"bench-vpn: {msg}", file=sys.stderr, flush=True)
+
+
+def lab(*args: str) -> None:
+    subprocess.run([PYTHON, str(ROOT / "lab" / "lab.py"), *args], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+
+
+def inventory_dir() -> Path:
+    """hosts.yml from lab.py, links to the lab inventory's groups and group_vars, and each host's site."""
+    path = ROOT / ".lab" / NAME / "inventory"
+    (path / "host_vars").mkdir(parents=True, exist_ok=True)
+    for entry in ("groups.yml", "group_vars"):
+        link = path / entry
+        if not link.exists():
+            link.symlink_to(ROOT / "inventories" / "lab" / entry)
+    subnets = json.loads((ROOT / ".lab" / NAME / "sites.json").read_text())
+    for host, site in SITES.items():
+        (path / "host_vars" / f"{host}.yml").write_text(
+            f"---\ndl_site: {site}\ndl_site_subnets: [{subnets[site]}]\n")
+    return path
+
+
+def container(host: str) -> str:
+    return f"dlcluster-{NAME}-{host}"
+
+
+def on(host: str, command: str) -> str:
+    """A measurement command on a lab host (docker exec: it reads, it configures nothing)."""
+    return subprocess.run(["docker", "exec", container(host), "sh", "-c", command], check=True,
+                          capture_output=True, text=True).stdout
+
+
+def address_in(host: str, network: str) -> str:
+    info = json.loads(subprocess.run(["docker", "inspect", container(host)], check=True, capture_output=True,
+                                     text=True).stdout)[0]
+    return info["NetworkSettings"]["Networks"][network]["IPAddress"]
+
+
+def measure(target: str) -> dict:
+    result = json.loads(on("head", f"iperf3 -c {target} -t {SECONDS} -J"))
+    ping = on("head", f"ping -c 20 -i 0.2 -q {target}")
+    rtt = re.search(r"= [\d.]+/([\d.]+)/", ping)
+    return {"mbit_s": round(result["end"]["sum_received"]["bits_per_second"] / 1e6, 1),
+            "rtt_ms": float(rtt.group(1)) if rtt else None}
+
+
+def write_report(rows: list[dict], meta: dict) -> Path:
+    out = ROOT / "reports" / "vpn"
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    (out / f"{stamp}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    lines = [f"# VPN throughput and latency ({stamp})", "",
+             f"iperf3 TCP, one stream, {SECONDS} s; ping 20 echoes; from head. {meta['implementation']}.", "",
+             "| path | Mbit/s | ratio to same site | RTT ms |", "|---|---|---|---|"]
+    base = rows[0]["mbit_s"] or 1
+    for row in rows:
+        lines.append(f"| {row['path']} | {row['mbit_s']} | {row['mbit_s'] / base:.2f} | {row['rtt_ms']} |")
+    (out / f"{stamp}.md").write_text("\n".join(lines) + "\n")
+    try:
+        import matplotlib  # pylint: disable=import-outside-toplevel
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+        names = [row["path"] for row in rows]
+        left.barh(names, [row["mbit_s"] for row in rows], color="#4c72b0")
+        left.set_xlabel("Mbit/s (iperf3, TCP)")
+        right.barh(names, [row["rtt_ms"] or 0 for row in rows], color="#dd8452")
+        right.set_xlabel("RTT ms (ping)")
+        right.set_yticks([])
+        fig.suptitle(f"dlcluster VPN: same site vs across sites ({meta['implementation']})")
+        fig.tight_layout()
+        fig.savefig(out / f"{stamp}.png", dpi=100)
+    except ImportError:
+        log("matplotlib missing: no plot")
+    return out / f"{stamp}.md"
+
+
+def main() -> int:
+    sites = [arg for host, site in SITES.items() for arg in ("--site", f"{host}={site}")]
+    log("lab up (3 hosts, two sites)")
+    lab("up", "--name", NAME, "--hosts", "3", "--inventory", str(ROOT / ".lab" / NAME / "hosts.yml"), *sites)
+    try:
+        inventory = inventory_dir()
+        os.replace(ROOT / ".lab" / NAME / "hosts.yml", inventory / "hosts.yml")
+        env = {**os.environ, "DL_LAB_NAME": NAME, "DL_LAB_STATE_DIR": str(ROOT / ".lab"), "ANSIBLE_FORCE_COLOR": "0"}
+        log("converge: pre-flight, common, firewall, vpn")
+        run = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inventory), "site.yml", "-e", "dl_vpn=true",
+                              "--tags", "preflight,common,firewall,vpn"], cwd=ROOT, env=env, capture_output=True,
+                             text=True, check=False)
+        if run.returncode != 0:
+            log(run.stdout[-3000:] + run.stderr[-2000:])
+            return 1
+        subprocess.run([ANSIBLE, "-i", str(inventory), "dlcluster", "-b", "-m", "ansible.builtin.apt",
+                        "-a", "name=iperf3 install_recommends=false"], cwd=ROOT, env=env, check=True,
+                       capture_output=True)
+        for host in ("cpu1", "cpu2"):
+            on(host, "pkill -x iperf3; iperf3 -s -D")
+        time.sleep(1)
+        site_a, site_b = (f"dlcluster-{NAME}-{site}" for site in ("site_a", "site_b"))
+        implementation = "wireguard-go" if on("head", "pgrep -x wireguard-go || true").strip() else "kernel WireGuard"
+        targets = [("same site (site LAN)", address_in("cpu1", site_a)),
+                   ("other site, underlay (no tunnel)", address_in("cpu2", f"dlcluster-{NAME}")),
+                   (f"other site, tunnel ({implementation})", address_in("cpu2", site_b))]
+        assert ipaddress.ip_address(targets[2][1]) != ipaddress.ip_address(targets[1][1])
+        rows = []
+        for path, target in targets:
+            log(f"{path}: {target}")
+            rows.append({"path": path, "target": target, **measure(target)})
+        report = write_report(rows, {"implementation": implementation, "seconds": SECONDS,
+                                     "cpus": os.cpu_count()})
+        print(report.read_text())
+        return 0
+    finally:
+        if not KEEP:
+            lab("down", "--name", NAME)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
