@@ -2,8 +2,8 @@
 """Tunnel throughput and latency, same site vs across sites, side by side in one run (`make bench-vpn`).
 
 A lab of its own (benchvpn: head and cpu1 in site_a, cpu2 in site_b, each site on its own Docker network)
-gets the pre-flight, common, the firewall and the VPN from site.yml (dl_vpn true), then iperf3 (TCP, one
-stream, BENCH_VPN_SECONDS each, default 5) and ping (20 echoes, 0.2 s apart) from head to:
+gets the pre-flight, common, the firewall and the VPN from site.yml (dl_vpn true, no cluster CA), then
+iperf3 (TCP, one stream, BENCH_VPN_SECONDS each, default 5) and ping (20 echoes, 0.2 s apart) from head to:
   - cpu1's site address: the same site, over the site's LAN;
   - cpu2's lab address: the other site, over the underlay, no tunnel (what the tunnel costs is against this);
   - cpu2's site address: the other site, through the tunnel (wireguard-go here: this kernel has no module).
@@ -119,9 +119,11 @@ def main() -> int:
     try:
         inventory = inventory_dir()
         os.replace(ROOT / ".lab" / NAME / "hosts.yml", inventory / "hosts.yml")
-        env = {**os.environ, "DL_LAB_NAME": NAME, "DL_LAB_STATE_DIR": str(ROOT / ".lab"), "ANSIBLE_FORCE_COLOR": "0"}
+        # A fact cache of its own: the shared one may hold facts of other labs' hosts of the same names.
+        env = {**os.environ, "DL_LAB_NAME": NAME, "DL_LAB_STATE_DIR": str(ROOT / ".lab"), "ANSIBLE_FORCE_COLOR": "0",
+               "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(ROOT / ".lab" / NAME / "facts")}
         log("converge: pre-flight, common, firewall, vpn")
-        run = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inventory), "site.yml", "-e", "dl_vpn=true",
+        run = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inventory), "site.yml", "-e", "dl_vpn=true", "-e", "dl_pki=false",
                               "--tags", "preflight,common,firewall,vpn"], cwd=ROOT, env=env, capture_output=True,
                              text=True, check=False)
         if run.returncode != 0:
