@@ -210,18 +210,18 @@ def dl_vpn_members(hostvars, names, settings=None) -> list:
 def dl_vpn_firewall_sources(hostvars, names, me) -> dict:
     """What the firewall of VPN host ``me`` lets in because of the sites: ``{"site": [...], "tunnel": [...]}``.
 
-    site: the site addresses of the VPN members of me's own site (they reach it over the site's LAN); tunnel:
-    the subnets of every other site, let in only through the tunnel's interface, never around it. Both empty
-    when me is not a VPN member.
+    site: me's own site's subnets (its LAN, let in on any interface but the tunnel's); tunnel: the subnets of
+    every other site, let in only through the tunnel's interface, never around it. Both come from the
+    inventory alone (dl_site, dl_site_subnets), never from other hosts' facts, so a run with --limit renders
+    the same rules as a full one. Both empty when me is not a VPN member.
     """
-    members = dl_vpn_members(hostvars, names, {"key_fact": "__none__"})
-    mine = next((m for m in members if m["name"] == str(me)), None)
-    if mine is None:
+    _mapping(hostvars, "hostvars", "dl_vpn_firewall_sources")
+    mine = hostvars[me].get("dl_site") if me in hostvars and _in_vpn(hostvars[me]) else None
+    if not mine:
         return {"site": [], "tunnel": []}
-    sites = dl_vpn_sites(hostvars, [m["name"] for m in members])
-    return {"site": [m["address"] for m in members
-                     if m["site"] == mine["site"] and m["address"] and m["name"] != mine["name"]],
-            "tunnel": [subnet for site, entry in sites.items() if site != mine["site"] for subnet in entry["subnets"]]}
+    sites = dl_vpn_sites(hostvars, vpn_hosts(hostvars, names))
+    return {"site": list(sites.get(str(mine), {}).get("subnets", [])),
+            "tunnel": [subnet for site, entry in sites.items() if site != str(mine) for subnet in entry["subnets"]]}
 
 
 def dl_wireguard_peers(members, me, settings=None) -> list:

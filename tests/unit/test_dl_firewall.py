@@ -319,12 +319,12 @@ def test_fingerprint_refuses_what_is_no_json_listing(listing):
 
 
 def test_other_sites_get_in_through_the_tunnel_only_and_this_site_directly():
-    text = render([], sites={"site": ["192.168.1.3"], "tunnel": ["192.168.2.0/24"]}, tunnel_interface="wgdl0")
-    assert "elements = { 192.168.1.3 }" in text.split("set site_v4 {")[1].split("}")[0] + "}"
+    text = render([], sites={"site": ["192.168.1.0/24"], "tunnel": ["192.168.2.0/24"]}, tunnel_interface="wgdl0")
+    assert "elements = { 192.168.1.0/24 }" in text.split("set site_v4 {")[1].split("}")[0] + "}"
     assert "elements = { 192.168.2.0/24 }" in text.split("set tunnel_v4 {")[1].split("}")[0] + "}"
     rules = [line.strip() for line in text.split("chain input {")[1].splitlines()]
     assert 'iifname "wgdl0" ip saddr @tunnel_v4 accept' in rules
-    assert "ip saddr @site_v4 accept" in rules
+    assert 'iifname != "wgdl0" ip saddr @site_v4 accept' in rules
     # No rule lets the tunnel's sources in on another interface.
     assert [r for r in rules if "@tunnel_v4" in r] == ['iifname "wgdl0" ip saddr @tunnel_v4 accept']
     assert "@tunnel_v4" not in render([], sites={"site": [], "tunnel": ["192.168.2.0/24"]}).split("chain input {")[1]

@@ -116,9 +116,12 @@ def test_a_member_without_a_key_yet_is_left_out_and_ipv6_endpoints_are_bracketed
 
 
 def test_the_firewall_lets_its_site_in_directly_and_other_sites_through_the_tunnel_only():
-    assert dl_vpn_firewall_sources(lab(), NAMES, "head") == {"site": ["192.168.1.3"], "tunnel": ["192.168.2.0/24"]}
-    assert dl_vpn_firewall_sources(lab(), NAMES, "cpu2") == {"site": [], "tunnel": ["192.168.1.0/24"]}
+    assert dl_vpn_firewall_sources(lab(), NAMES, "head") == {"site": ["192.168.1.0/24"], "tunnel": ["192.168.2.0/24"]}
+    assert dl_vpn_firewall_sources(lab(), NAMES, "cpu2") == {"site": ["192.168.2.0/24"], "tunnel": ["192.168.1.0/24"]}
     assert dl_vpn_firewall_sources(lab(cpu2={"dl_vpn": False}), NAMES, "cpu2") == {"site": [], "tunnel": []}
+    # From the inventory alone: hosts without facts (outside a --limit) give the same rules.
+    no_facts = {name: {k: v for k, v in hv.items() if not k.startswith("ansible_all")} for name, hv in lab().items()}
+    assert dl_vpn_firewall_sources(no_facts, NAMES, "head") == dl_vpn_firewall_sources(lab(), NAMES, "head")
 
 
 def test_mtu_is_the_underlay_minus_the_overhead():

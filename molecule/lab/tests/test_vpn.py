@@ -253,7 +253,10 @@ def test_the_vpn_preflight_refuses_overlapping_sites_and_an_unknown_backend():
     assert ping(lab_host("cpu1"), site_address("cpu2"))
 
 
-def test_the_vpn_play_changes_nothing_on_a_converged_lab():
-    run = run_playbook("playbooks/vpn.yml")
+@pytest.mark.parametrize("limit", [[], ["--limit", "cpu1"]], ids=["all", "limit-cpu1"])
+def test_the_vpn_play_changes_nothing_on_a_converged_lab(limit):
+    """Also with --limit: the members outside the run keep their place in the host's configuration."""
+    run = run_playbook("playbooks/vpn.yml", *limit)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "changed=0" in run.stdout and "changed=1" not in run.stdout, run.stdout
+    assert "failed=0" in run.stdout
