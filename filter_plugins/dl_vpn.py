@@ -10,22 +10,26 @@ from __future__ import annotations
 
 import base64
 import binascii
+import importlib.util
 import ipaddress
 import re
+from pathlib import Path
 
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.parsing.convert_bool import boolean
+
+try:
+    from dl_inventory import _require_mapping, dl_host_address
+except ImportError:  # Ansible loads filter plugins without putting their directory on sys.path.
+    _SPEC = importlib.util.spec_from_file_location("dl_inventory", Path(__file__).with_name("dl_inventory.py"))
+    _INVENTORY = importlib.util.module_from_spec(_SPEC)
+    _SPEC.loader.exec_module(_INVENTORY)
+    _require_mapping, dl_host_address = _INVENTORY._require_mapping, _INVENTORY.dl_host_address
 
 BACKENDS = ("wireguard",)
 TOPOLOGIES = ("mesh",)
 # Bytes a WireGuard packet adds: outer IP header (20 for IPv4, 40 for IPv6) + UDP 8 + WireGuard 32.
 WIREGUARD_OVERHEAD = {4: 60, 6: 80}
-
-
-def _mapping(value, name: str, caller: str) -> dict:
-    if not isinstance(value, dict) and not hasattr(value, "keys"):
-        raise AnsibleFilterError(f"{caller}: {name} must be a mapping, got {type(value).__name__}")
-    return value
 
 
 def _in_vpn(host) -> bool:
@@ -39,6 +43,11 @@ def _in_vpn(host) -> bool:
 def vpn_hosts(hostvars, names) -> list:
     """The names of the hosts in names with dl_vpn true, in order."""
     return [str(n) for n in names or [] if _in_vpn(hostvars[n])]
+
+
+def _host_addresses(host) -> list:
+    """A host's IPv4 then IPv6 addresses from its facts (none when they were not gathered)."""
+    return list(host.get("ansible_all_ipv4_addresses") or []) + list(host.get("ansible_all_ipv6_addresses") or [])
 
 
 def _subnets(value) -> list:
@@ -78,7 +87,7 @@ def dl_vpn_site_address(addresses, subnets) -> str:
 
 def dl_vpn_sites(hostvars, names) -> dict:
     """``{site: {"subnets": [...], "hosts": [...]}}`` of the hosts in names that have dl_site, inventory order."""
-    _mapping(hostvars, "hostvars", "dl_vpn_sites")
+    _require_mapping(hostvars, "hostvars", "dl_vpn_sites")
     sites: dict = {}
     for name in names or []:
         host = hostvars[name]
@@ -101,7 +110,7 @@ def dl_vpn_problems(hostvars, names, settings=None) -> list:
     Read from each host: dl_site, dl_site_subnets, dl_vpn_networks (VPN client networks), the address the
     controller reaches it at (ansible_host), and its facts' addresses (ansible_all_ipv4/ipv6_addresses).
     """
-    _mapping(hostvars, "hostvars", "dl_vpn_problems")
+    _require_mapping(hostvars, "hostvars", "dl_vpn_problems")
     settings = settings or {}
     problems = []
     backend, topology = settings.get("backend", "wireguard"), settings.get("topology", "mesh")
@@ -131,8 +140,7 @@ def dl_vpn_problems(hostvars, names, settings=None) -> list:
                             f"{parsed[str(site)][0]}; set them once, in the site group's group_vars.")
             continue
         parsed.setdefault(str(site), (name, nets))
-        addresses = list(host.get("ansible_all_ipv4_addresses") or []) + list(
-            host.get("ansible_all_ipv6_addresses") or [])
+        addresses = _host_addresses(host)
         if addresses and not dl_vpn_site_address(addresses, host.get("dl_site_subnets")):
             problems.append(f"Host {name} has no address inside dl_site_subnets of site {site} "
                             f"({', '.join(map(str, nets))}); fix dl_site_subnets or the host's site.")
@@ -184,7 +192,7 @@ def dl_vpn_members(hostvars, names, settings=None) -> list:
     address the cluster reaches it at (dl_address, ansible_host or its default IPv4 address); public_key: the
     fact the vpn role sets from the host's own key (``settings["key_fact"]``, default vpn_wireguard_public_key).
     """
-    _mapping(hostvars, "hostvars", "dl_vpn_members")
+    _require_mapping(hostvars, "hostvars", "dl_vpn_members")
     settings = settings or {}
     key_fact = settings.get("key_fact", "vpn_wireguard_public_key")
     members = []
@@ -192,17 +200,10 @@ def dl_vpn_members(hostvars, names, settings=None) -> list:
         host = hostvars[name]
         if not host.get("dl_site"):
             continue
-        addresses = list(host.get("ansible_all_ipv4_addresses") or []) + list(
-            host.get("ansible_all_ipv6_addresses") or [])
-        endpoint = host.get("dl_vpn_endpoint") or host.get("dl_address") or ""
-        if not endpoint:
-            reached_at = str(host.get("ansible_host", ""))
-            try:
-                endpoint = str(ipaddress.ip_address(reached_at))
-            except ValueError:
-                endpoint = str((host.get("ansible_default_ipv4") or {}).get("address", ""))
+        # The address the cluster reaches the host at (dl_address, ansible_host, default IPv4), as elsewhere.
+        endpoint = host.get("dl_vpn_endpoint") or dl_host_address(host)
         members.append({"name": str(name), "site": str(host["dl_site"]),
-                        "address": dl_vpn_site_address(addresses, host.get("dl_site_subnets")),
+                        "address": dl_vpn_site_address(_host_addresses(host), host.get("dl_site_subnets")),
                         "endpoint": str(endpoint), "public_key": str(host.get(key_fact) or "")})
     return members
 
@@ -215,7 +216,7 @@ def dl_vpn_firewall_sources(hostvars, names, me) -> dict:
     inventory alone (dl_site, dl_site_subnets), never from other hosts' facts, so a run with --limit renders
     the same rules as a full one. Both empty when me is not a VPN member.
     """
-    _mapping(hostvars, "hostvars", "dl_vpn_firewall_sources")
+    _require_mapping(hostvars, "hostvars", "dl_vpn_firewall_sources")
     mine = hostvars[me].get("dl_site") if me in hostvars and _in_vpn(hostvars[me]) else None
     if not mine:
         return {"site": [], "tunnel": []}
