@@ -26,7 +26,7 @@ except ImportError:  # Ansible loads filter plugins without putting their direct
     _SPEC.loader.exec_module(_INVENTORY)
     _require_mapping, dl_host_address = _INVENTORY._require_mapping, _INVENTORY.dl_host_address
 
-BACKENDS = ("wireguard",)
+BACKENDS = ("wireguard", "ipsec")
 TOPOLOGIES = ("mesh",)
 # Bytes a WireGuard packet adds: outer IP header (20 for IPv4, 40 for IPv6) + UDP 8 + WireGuard 32.
 WIREGUARD_OVERHEAD = {4: 60, 6: 80}
@@ -115,8 +115,8 @@ def dl_vpn_problems(hostvars, names, settings=None) -> list:
     problems = []
     backend, topology = settings.get("backend", "wireguard"), settings.get("topology", "mesh")
     if backend not in BACKENDS:
-        problems.append(f"dl_vpn_backend is {backend!r}; use one of {', '.join(BACKENDS)} (strongSwan IKEv2 "
-                        f"'ipsec' is not in this release yet).")
+        problems.append(f"dl_vpn_backend is {backend!r}; use one of {', '.join(BACKENDS)} (ipsec is strongSwan "
+                        f"IKEv2).")
     if topology not in TOPOLOGIES:
         problems.append(f"dl_vpn_topology is {topology!r}; use one of {', '.join(TOPOLOGIES)} (site-to-site "
                         f"through gateways is not in this release yet).")
@@ -228,6 +228,7 @@ def dl_vpn_firewall_sources(hostvars, names, me) -> dict:
 def dl_wireguard_peers(members, me, settings=None) -> list:
     """WireGuard peers of host ``me`` in a mesh: every member of another site with a key, address and endpoint.
 
+    With settings["sites"] false (the sites are joined by strongSwan) no member of another site is a peer.
     On the clients' gateway (settings["client_gateway"] == me) also every present client of settings["clients"]
     (dl_vpn_clients' output), with its own public key or the one in settings["client_keys"][name].
 
@@ -244,7 +245,8 @@ def dl_wireguard_peers(members, me, settings=None) -> list:
         raise AnsibleFilterError(f"dl_wireguard_peers: {me} is not a VPN member (no dl_site)")
     mine = by_name[me]
     peers = []
-    for member in members:
+    # settings["sites"] false: the sites are joined by another backend (ipsec); only the people's tunnels here.
+    for member in members if settings.get("sites", True) else []:
         if member["site"] == mine["site"] or not member["public_key"] or not member["address"] \
                 or not member["endpoint"]:
             continue
@@ -264,6 +266,36 @@ def dl_wireguard_peers(members, me, settings=None) -> list:
             peers.append({"name": f"client {client['name']}", "public_key": key, "endpoint": "",
                           "allowed_ips": [f"{address}/{32 if address.version == 4 else 128}"], "keepalive": 0})
     return peers
+
+
+def dl_ipsec_connections(members, me) -> list:
+    """strongSwan IKEv2 connections of host ``me`` in a mesh: one per member of another site.
+
+    Each: {name ("dl-<peer>"), peer, local_addrs, remote_addrs (the endpoints, i.e. the cluster addresses),
+    local_ts, remote_ts (the two site addresses, /32 or /128), initiator}. Of each pair the host whose name sorts
+    first initiates (start_action start); the other answers, so that a pair has one IKE SA, not two. Members
+    without a site address or endpoint yet (never reached) are left out until a run reaches them.
+    """
+    by_name = {m["name"]: m for m in members}
+    if me not in by_name:
+        raise AnsibleFilterError(f"dl_ipsec_connections: {me} is not a VPN member (no dl_site)")
+    mine = by_name[me]
+    if not mine["address"] or not mine["endpoint"]:
+        return []
+
+    def host_ts(address):
+        ip = ipaddress.ip_address(address)
+        return f"{ip}/{32 if ip.version == 4 else 128}"
+
+    connections = []
+    for member in members:
+        if member["site"] == mine["site"] or not member["address"] or not member["endpoint"]:
+            continue
+        connections.append({"name": f"dl-{member['name']}", "peer": member["name"],
+                            "local_addrs": mine["endpoint"], "remote_addrs": member["endpoint"],
+                            "local_ts": host_ts(mine["address"]), "remote_ts": host_ts(member["address"]),
+                            "initiator": me < member["name"]})
+    return connections
 
 
 CLIENT_NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
@@ -374,6 +406,7 @@ class FilterModule:
             "dl_vpn_firewall_sources": dl_vpn_firewall_sources,
             "dl_vpn_site_address": dl_vpn_site_address,
             "dl_wireguard_peers": dl_wireguard_peers,
+            "dl_ipsec_connections": dl_ipsec_connections,
             "dl_wireguard_mtu": dl_wireguard_mtu,
             "dl_vpn_clients": dl_vpn_clients,
             "dl_vpn_client_problems": dl_vpn_client_problems,

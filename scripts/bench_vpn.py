@@ -6,7 +6,9 @@ gets the pre-flight, common, the firewall and the VPN from site.yml (dl_vpn true
 iperf3 (TCP, one stream, BENCH_VPN_SECONDS each, default 5) and ping (20 echoes, 0.2 s apart) from head to:
   - cpu1's site address: the same site, over the site's LAN;
   - cpu2's lab address: the other site, over the underlay, no tunnel (what the tunnel costs is against this);
-  - cpu2's site address: the other site, through the tunnel (wireguard-go here: this kernel has no module).
+  - cpu2's site address: the other site, through the tunnel (wireguard-go here: this kernel has no module);
+  - cpu2's site address again after the VPN play switched the lab to strongSwan IKEv2 (dl_vpn_backend=ipsec,
+    a PSK made for the run: the bench lab has no cluster CA; kernel-libipsec here: this kernel has no ESP).
 The lab is removed afterwards unless BENCH_KEEP=1.
 
 Results: reports/vpn/<UTC time>.{json,md,png}; earlier results are kept.
@@ -18,6 +20,7 @@ import ipaddress
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
 import time
@@ -145,6 +148,22 @@ def main() -> int:
         for path, target in targets:
             log(f"{path}: {target}")
             rows.append({"path": path, "target": target, **measure(target)})
+        log("the VPN play again, with strongSwan IKEv2 (dl_vpn_backend=ipsec)")
+        psk = secrets.token_urlsafe(32)
+        run = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inventory), "playbooks/vpn.yml", "-e", "dl_pki=false",
+                              "-e", "dl_vpn_backend=ipsec", "-e", "vpn_ipsec_auth=psk", "-e", f"dl_vpn_ipsec_psk={psk}"],
+                             cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+        if run.returncode != 0:
+            log(run.stdout[-3000:] + run.stderr[-2000:])
+            return 1
+        ipsec = "kernel-libipsec" if "ipsec0" in on("head", "ip -o link show") else "kernel ESP"
+        deadline = time.monotonic() + 60
+        while "ESTABLISHED" not in on("head", "swanctl --list-sas --ike dl-cpu2") and time.monotonic() < deadline:
+            time.sleep(1)
+        path = f"other site, tunnel (strongSwan {ipsec})"
+        log(f"{path}: {targets[2][1]}")
+        rows.append({"path": path, "target": targets[2][1], **measure(targets[2][1])})
+        implementation = f"{implementation}; strongSwan {ipsec}"
         report = write_report(rows, {"implementation": implementation, "seconds": SECONDS,
                                      "cpus": os.cpu_count()})
         print(report.read_text())

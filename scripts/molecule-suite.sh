@@ -90,25 +90,33 @@ for target in "${beside[@]}"; do
   beside_pids+=($!)
 done
 lab_ok=true
+# What failed, repeated at the very end of the log (after the destroy's output), where a CI tail shows it.
+verdict=()
 for step in converge idempotence check; do
-  lab_step "$step" || { lab_ok=false; break; }
+  lab_step "$step" || { lab_ok=false; verdict+=("lab $step failed"); break; }
 done
 others_rc=0
-wait "$background" || others_rc=$?
+wait "$background" || { others_rc=$?; verdict+=("molecule ${others[*]} failed (its log above)"); }
 for i in "${!beside[@]}"; do
   rc=0
   wait "${beside_pids[$i]}" || rc=$?
   echo "== make ${beside[$i]} (beside the lab), the log:"
   cat ".ansible/make-${beside[$i]}.log"
-  [ "$rc" = 0 ] || { echo "== make ${beside[$i]} failed"; others_rc=1; }
+  [ "$rc" = 0 ] || { echo "== make ${beside[$i]} failed"; others_rc=1; verdict+=("make ${beside[$i]} failed"); }
 done
 if [ "${#others[@]}" -gt 0 ]; then
   echo "== molecule ${others[*]} (in the background while the lab converged), the log:"
   cat .ansible/molecule-others.log
 fi
 if $lab_ok && [ "$others_rc" = 0 ]; then
-  lab_step verify || { python3 scripts/junit_failures.py .ansible/junit-lab.xml; lab_ok=false; }
+  lab_step verify || {
+    python3 scripts/junit_failures.py .ansible/junit-lab.xml
+    lab_ok=false
+    verdict+=("lab verify failed:")
+    mapfile -t -O "${#verdict[@]}" verdict < <(python3 scripts/junit_failures.py --short .ansible/junit-lab.xml)
+  }
 fi
 lab_step destroy
 echo "== molecule lab: $(seconds_since "$start") s"
+for line in "${verdict[@]}"; do echo "== FAILED: $line"; done
 $lab_ok && [ "$others_rc" = 0 ]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -187,3 +190,94 @@ def ntp_reach(host, server: str, attempts: int = 30) -> str:
             break
         time.sleep(1)
     return reach
+
+
+# The VPN tests' traffic between the sites.
+# A TCP server on a site address: answers each connection with the bytes it was sent (up to 1 MB).
+ECHO = ("import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+        "s.bind((sys.argv[1], 7790)); s.listen()\n"
+        "while True:\n c,_=s.accept(); d=b''\n while len(d) < int(1e6):\n  b=c.recv(65536)\n  if not b: break\n"
+        "  d+=b\n c.sendall(d); c.close()")
+# A TCP client: sends 1 MB to the site address, prints how many bytes came back ("timeout" on no connection).
+SEND = ("import socket,sys; s=socket.socket(); s.settimeout(5)\n"
+        "try:\n s.connect((sys.argv[1], 7790)); s.sendall(b'x'*int(1e6)); s.shutdown(socket.SHUT_WR); n=0\n"
+        " while True:\n  b=s.recv(65536)\n  if not b: break\n  n+=len(b)\n print(n)\n"
+        "except OSError:\n print('timeout')")
+
+
+def ping(source, address: str) -> bool:
+    """Whether 3 pings from a lab host to an address are answered."""
+    return source.run(f"ping -c 3 -i 0.2 -W 1 {address}").rc == 0
+
+
+@contextlib.contextmanager
+def echo_server(name: str):
+    """The ECHO server on a lab host's site address (a transient unit), for the duration of the block."""
+    host = lab_host(name)
+    with host.sudo():
+        host.run("systemctl stop vpn-echo; systemctl reset-failed vpn-echo")
+        host.check_output(f"systemd-run --unit=vpn-echo python3 -c \"{ECHO}\" {site_address(name)}")
+    time.sleep(1)
+    try:
+        yield site_address(name)
+    finally:
+        with host.sudo():
+            host.run("systemctl stop vpn-echo")
+
+
+# A TCP echo server for one stream at a time (port 7792), and a client that exchanges 64 bytes with it every
+# 0.1 s, logging "time count" per exchange; it exits (non-zero) as soon as the stream breaks.
+STREAM_ECHO = ("import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+               "s.bind((sys.argv[1], 7792)); s.listen()\n"
+               "while True:\n c,_=s.accept()\n while True:\n  b=c.recv(4096)\n  if not b: break\n  c.sendall(b)\n"
+               " c.close()")
+STREAM_CLIENT = ("import socket,sys,time; s=socket.create_connection((sys.argv[1], 7792), timeout=5); "
+                 "s.settimeout(30); n=0; log=open('/run/vpn-stream.log', 'w')\n"
+                 "while True:\n s.sendall(b'x'*64); d=b''\n while len(d) < 64:\n  b=s.recv(64-len(d))\n"
+                 "  if not b: sys.exit('closed')\n  d+=b\n n+=1; log.write('%.3f %d' % (time.time(), n) + chr(10)); "
+                 "log.flush(); time.sleep(0.1)")
+
+
+class Traffic:
+    """What continuous_traffic saw: the 10 Hz ping's reply times and the TCP stream's exchange times."""
+
+    def __init__(self):
+        self.replies: list[float] = []
+        self.exchanges: list[float] = []
+        self.stream_alive = False
+
+    @property
+    def max_gap(self) -> float:
+        """The longest time between two ping replies (seconds)."""
+        return max((b - a for a, b in zip(self.replies, self.replies[1:])), default=float("inf"))
+
+
+@contextlib.contextmanager
+def continuous_traffic(source_name: str, target_name: str):
+    """A 10 Hz ping and a TCP stream from one lab host's site address to another's, for the block's duration."""
+    source, target = lab_host(source_name), lab_host(target_name)
+    address, traffic = site_address(target_name), Traffic()
+    units = "vpn-ping vpn-stream"
+    with target.sudo():
+        target.run("systemctl stop vpn-stream-echo; systemctl reset-failed vpn-stream-echo")
+        target.check_output(f'systemd-run --unit=vpn-stream-echo python3 -c "{STREAM_ECHO}" {address}')
+    with source.sudo():
+        source.run(f"systemctl stop {units}; systemctl reset-failed {units}; rm -f /run/vpn-ping.log /run/vpn-stream.log")
+        time.sleep(1)
+        source.check_output(f"systemd-run --unit=vpn-ping -p StandardOutput=file:/run/vpn-ping.log "
+                            f"ping -D -n -i 0.1 -W 1 {address}")
+        source.check_output(f'systemd-run --unit=vpn-stream python3 -c "{STREAM_CLIENT}" {address}')
+    time.sleep(2)
+    try:
+        yield traffic
+        time.sleep(2)
+    finally:
+        with source.sudo():
+            traffic.stream_alive = source.run("systemctl is-active vpn-stream").stdout.strip() == "active"
+            source.run(f"systemctl stop {units}")
+            pings = source.run("cat /run/vpn-ping.log").stdout
+            stream = source.run("cat /run/vpn-stream.log").stdout
+        with target.sudo():
+            target.run("systemctl stop vpn-stream-echo")
+        traffic.replies = [float(m) for m in re.findall(r"^\[(\d+\.\d+)\] \d+ bytes from", pings, re.MULTILINE)]
+        traffic.exchanges = [float(line.split()[0]) for line in stream.splitlines() if line.strip()]

@@ -35,6 +35,11 @@ def test_script_prints_the_failures_and_says_when_there_is_no_report(tmp_path):
     script = str(ROOT / "scripts" / "junit_failures.py")
     printed = subprocess.run([sys.executable, script, str(report)], capture_output=True, text=True, check=True).stdout
     assert "== 2 failed test(s)" in printed and "-- FAILED tests.test_train::test_ddp" in printed
+    short = subprocess.run([sys.executable, script, "--short", str(report)], capture_output=True, text=True,
+                           check=True).stdout
+    assert short.splitlines() == [
+        "tests.test_firewall::test_rate[ansible://head]: E   AssertionError: only 41 connections from the "
+        "controller in 6 s", "tests.test_train::test_ddp: boom"]
     missing = subprocess.run([sys.executable, script, str(tmp_path / "none.xml")],
                              capture_output=True, text=True, check=True).stdout
     assert "failed before its verify step" in missing
@@ -98,6 +103,7 @@ def test_suite_fails_when_a_target_beside_the_lab_fails_and_then_skips_the_verif
     run, calls = _suite(tmp_path, FAIL_TARGET="unit")
     assert run.returncode != 0
     assert "== make unit failed" in run.stdout
+    assert run.stdout.rstrip().splitlines()[-1] == "== FAILED: make unit failed"
     assert ["molecule", "verify", "lab"] not in [c[:3] for c in calls]
     assert ["molecule", "destroy", "lab"] in [c[:3] for c in calls]
 
@@ -105,3 +111,7 @@ def test_suite_fails_when_a_target_beside_the_lab_fails_and_then_skips_the_verif
 def test_suite_fails_when_the_lab_verify_fails(tmp_path):
     run, _calls = _suite(tmp_path, VERIFY_FAILS="1")
     assert run.returncode != 0
+    # The failed tests are named again on the log's last lines, after the destroy's output.
+    assert run.stdout.rstrip().splitlines()[-2:] == [
+        "== FAILED: lab verify failed:", "== FAILED: == no test report at .ansible/junit-lab.xml: the scenario "
+        "failed before its verify step (see above)"]

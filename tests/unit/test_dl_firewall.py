@@ -155,13 +155,13 @@ def test_filter_module():
 
 # ---------------------------------------------------------------- the template
 
-def render(rules, vpn_ports=(), sites=None, tunnel_interface=""):
+def render(rules, vpn_ports=(), sites=None, tunnel_interfaces=()):
     """The nftables template rendered with the filters, as the role would on a host."""
     sites = sites or {"site": [], "tunnel": []}
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(ROLE / "templates")),
                              trim_blocks=True, keep_trailing_newline=True)  # as ansible.builtin.template
     env.filters.update(FilterModule().filters())
-    env.filters.update({"comment": lambda text: "# " + text, "bool": bool})
+    env.filters.update({"comment": lambda text: "# " + text, "bool": bool, "to_json": json.dumps})
     empty = {"ipv4": [], "ipv6": []}
     return env.get_template("etc/nftables.d/dlcluster.nft.j2").render(
         ansible_managed="managed", __firewall_peers={"ipv4": ["10.0.0.1"], "ipv6": []},
@@ -169,7 +169,7 @@ def render(rules, vpn_ports=(), sites=None, tunnel_interface=""):
         __firewall_monitoring=empty, __firewall_rules=rules, firewall_ssh_rate_limit="30/minute",
         firewall_ssh_rate_burst=30, firewall_ssh_port=22, firewall_log_dropped=False,
         __firewall_site=dl_firewall_set(sites["site"]), __firewall_tunnel=dl_firewall_set(sites["tunnel"]),
-        firewall_tunnel_interface=tunnel_interface)
+        firewall_tunnel_interfaces=tunnel_interfaces)
 
 
 def accepts(text):
@@ -319,12 +319,13 @@ def test_fingerprint_refuses_what_is_no_json_listing(listing):
 
 
 def test_other_sites_get_in_through_the_tunnel_only_and_this_site_directly():
-    text = render([], sites={"site": ["192.168.1.0/24"], "tunnel": ["192.168.2.0/24"]}, tunnel_interface="wgdl0")
+    text = render([], sites={"site": ["192.168.1.0/24"], "tunnel": ["192.168.2.0/24"]},
+                  tunnel_interfaces=["wgdl0", "ipsec0"])
     assert "elements = { 192.168.1.0/24 }" in text.split("set site_v4 {")[1].split("}")[0] + "}"
     assert "elements = { 192.168.2.0/24 }" in text.split("set tunnel_v4 {")[1].split("}")[0] + "}"
     rules = [line.strip() for line in text.split("chain input {")[1].splitlines()]
-    assert 'iifname "wgdl0" ip saddr @tunnel_v4 accept' in rules
-    assert 'iifname != "wgdl0" ip saddr @site_v4 accept' in rules
-    # No rule lets the tunnel's sources in on another interface.
-    assert [r for r in rules if "@tunnel_v4" in r] == ['iifname "wgdl0" ip saddr @tunnel_v4 accept']
+    assert 'iifname != { "wgdl0", "ipsec0" } ip saddr @site_v4 accept' in rules
+    # No rule lets the tunnel's sources in other than through a tunnel or the kernel's IPsec.
+    assert [r for r in rules if "@tunnel_v4" in r] == ['iifname { "wgdl0", "ipsec0" } ip saddr @tunnel_v4 accept',
+                                                       'meta ipsec exists ip saddr @tunnel_v4 accept']
     assert "@tunnel_v4" not in render([], sites={"site": [], "tunnel": ["192.168.2.0/24"]}).split("chain input {")[1]

@@ -5,7 +5,7 @@ import base64
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from dl_vpn import (FilterModule, dl_vpn_client_problems, dl_vpn_clients, dl_vpn_firewall_sources, dl_vpn_members, dl_vpn_problems, dl_vpn_site_address,
+from dl_vpn import (FilterModule, dl_ipsec_connections, dl_vpn_client_problems, dl_vpn_clients, dl_vpn_firewall_sources, dl_vpn_members, dl_vpn_problems, dl_vpn_site_address,
                     dl_wireguard_key_problem, dl_wireguard_mtu, dl_wireguard_peers)
 
 KEY = base64.b64encode(bytes(range(32))).decode()
@@ -66,7 +66,7 @@ def test_bad_site_models_are_named_with_the_host_the_variable_and_the_fix(overri
 
 def test_unknown_backend_and_topology_are_refused():
     problems = dl_vpn_problems(lab(), NAMES, {"backend": "openvpn", "topology": "star"})
-    assert problems[0].startswith("dl_vpn_backend is 'openvpn'; use one of wireguard")
+    assert problems[0].startswith("dl_vpn_backend is 'openvpn'; use one of wireguard, ipsec")
     assert problems[1].startswith("dl_vpn_topology is 'star'; use one of mesh")
 
 
@@ -115,6 +115,31 @@ def test_a_member_without_a_key_yet_is_left_out_and_ipv6_endpoints_are_bracketed
         dl_wireguard_peers(members, "outsider")
 
 
+def test_ipsec_connects_every_pair_of_sites_once_with_one_initiator_per_pair():
+    members = dl_vpn_members(lab(), NAMES)
+    assert dl_ipsec_connections(members, "cpu2") == [
+        {"name": "dl-head", "peer": "head", "local_addrs": "172.18.0.4", "remote_addrs": "172.18.0.2",
+         "local_ts": "192.168.2.2/32", "remote_ts": "192.168.1.2/32", "initiator": True},
+        {"name": "dl-cpu1", "peer": "cpu1", "local_addrs": "172.18.0.4", "remote_addrs": "172.18.0.3",
+         "local_ts": "192.168.2.2/32", "remote_ts": "192.168.1.3/32", "initiator": False}]
+    # The same pairs seen from the other end: exactly one side of each initiates.
+    for name in ("head", "cpu1"):
+        (mine,) = dl_ipsec_connections(members, name)
+        theirs = next(c for c in dl_ipsec_connections(members, "cpu2") if c["peer"] == name)
+        assert (mine["peer"], mine["local_ts"], mine["remote_ts"]) == ("cpu2", theirs["remote_ts"], theirs["local_ts"])
+        assert mine["initiator"] != theirs["initiator"]
+
+
+def test_ipsec_leaves_out_members_without_a_site_address_and_uses_ipv6_host_selectors():
+    hosts = lab(cpu1={"ansible_all_ipv4_addresses": ["172.18.0.3"]},
+                cpu2={"dl_site_subnets": ["fd00:2::/64"], "ansible_all_ipv6_addresses": ["fd00:2::5"]})
+    members = dl_vpn_members(hosts, NAMES)
+    assert [(c["peer"], c["remote_ts"]) for c in dl_ipsec_connections(members, "head")] == [("cpu2", "fd00:2::5/128")]
+    assert dl_ipsec_connections(members, "cpu1") == []
+    with pytest.raises(AnsibleFilterError, match="outsider is not a VPN member"):
+        dl_ipsec_connections(members, "outsider")
+
+
 def test_the_firewall_lets_its_site_in_directly_and_other_sites_through_the_tunnel_only():
     assert dl_vpn_firewall_sources(lab(), NAMES, "head") == {"site": ["192.168.1.0/24"], "tunnel": ["192.168.2.0/24"]}
     assert dl_vpn_firewall_sources(lab(), NAMES, "cpu2") == {"site": ["192.168.2.0/24"], "tunnel": ["192.168.1.0/24"]}
@@ -144,7 +169,7 @@ def test_every_filter_is_registered():
     assert set(FilterModule().filters()) == {
         "dl_vpn_sites", "dl_vpn_problems", "dl_vpn_members", "dl_vpn_firewall_sources", "dl_vpn_site_address",
         "dl_wireguard_peers", "dl_wireguard_mtu", "dl_wireguard_key_problem", "dl_vpn_clients",
-        "dl_vpn_client_problems"}
+        "dl_vpn_client_problems", "dl_ipsec_connections"}
 
 
 def test_clients_get_addresses_in_list_order_and_an_absent_one_keeps_its_place():
@@ -161,6 +186,9 @@ def test_the_clients_gateway_peers_with_every_present_client():
                               {"name": "carol", "public_key": KEY2}], ["10.8.0.0/24"])
     settings = {"clients": clients, "client_gateway": "head", "client_keys": {"alice": KEY}}
     head = dl_wireguard_peers(members, "head", settings)
+    # With strongSwan joining the sites, the gateway's WireGuard carries the people only.
+    assert [p["name"] for p in dl_wireguard_peers(members, "head", {**settings, "sites": False})] == [
+        "client alice", "client carol"]
     assert [(p["name"], p["allowed_ips"], p["endpoint"]) for p in head] == [
         ("cpu2", ["192.168.2.2/32"], "172.18.0.4:51820"), ("client alice", ["10.8.0.2/32"], ""),
         ("client carol", ["10.8.0.4/32"], "")]

@@ -15,26 +15,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 
-from labtest import (LAB_SITES, ROOT, cluster_ca_cert, lab_host, probe, refused_output, run_playbook,  # noqa: E402
-                     site_address, site_subnets)
+from labtest import (LAB_SITES, ROOT, SEND, cluster_ca_cert, continuous_traffic, echo_server, lab_host, ping, probe, refused_output,  # noqa: E402
+                     run_playbook, site_address, site_subnets)
 
 testinfra_hosts = ["ansible://head", "ansible://cpu1", "ansible://cpu2"]
 INTERFACE = "wgdl0"
 SITES = LAB_SITES
-# A TCP server on a site address: answers each connection with the bytes it was sent (up to 1 MB).
-ECHO = ("import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
-        "s.bind((sys.argv[1], 7790)); s.listen()\n"
-        "while True:\n c,_=s.accept(); d=b''\n while len(d) < int(1e6):\n  b=c.recv(65536)\n  if not b: break\n"
-        "  d+=b\n c.sendall(d); c.close()")
-# A TCP client: sends 1 MB to the site address, prints how many bytes came back ("timeout" on no connection).
-SEND = ("import socket,sys; s=socket.socket(); s.settimeout(5)\n"
-        "try:\n s.connect((sys.argv[1], 7790)); s.sendall(b'x'*int(1e6)); s.shutdown(socket.SHUT_WR); n=0\n"
-        " while True:\n  b=s.recv(65536)\n  if not b: break\n  n+=len(b)\n print(n)\n"
-        "except OSError:\n print('timeout')")
-
-
-def ping(source, address: str) -> bool:
-    return source.run(f"ping -c 3 -i 0.2 -W 1 {address}").rc == 0
 
 
 def transfer(source, peer_key: str) -> int:
@@ -52,14 +38,8 @@ def public_key(name: str) -> str:
 
 @pytest.fixture(scope="module")
 def echo_on_cpu2():
-    cpu2 = lab_host("cpu2")
-    with cpu2.sudo():
-        cpu2.run("systemctl stop vpn-echo; systemctl reset-failed vpn-echo")
-        cpu2.check_output(f"systemd-run --unit=vpn-echo python3 -c \"{ECHO}\" {site_address('cpu2')}")
-    time.sleep(1)
-    yield site_address("cpu2")
-    with cpu2.sudo():
-        cpu2.run("systemctl stop vpn-echo")
+    with echo_server("cpu2") as address:
+        yield address
 
 
 def test_the_tunnel_runs_on_wireguard_go_in_this_kernel_with_the_hosts_own_key(host):
@@ -251,6 +231,31 @@ def test_the_vpn_preflight_refuses_overlapping_sites_and_an_unknown_backend():
     assert "host cpu1: vpn_backend is 'openvpn' from role vpn's default, but the role needs one of wireguard" in output
     # Nothing changed: the tunnel still carries cpu1's traffic to cpu2.
     assert ping(lab_host("cpu1"), site_address("cpu2"))
+
+
+def test_rotation_gives_every_host_a_new_key_without_a_gap_in_cross_site_traffic():
+    """vpn-rotate.yml, site a then site b, while cpu2 (site b) pings head (site a) at 10 Hz and keeps a TCP
+    stream with it: no gap over 1 s, the same stream throughout, and the people's file names head's new key."""
+    before = {name: public_key(name) for name in SITES}
+    with continuous_traffic("cpu2", "head") as traffic:
+        start = time.time()
+        run = run_playbook("playbooks/vpn-rotate.yml")
+        end = time.time()
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr
+    assert "Switch the hosts of site site_a" in run.stdout and "Switch the hosts of site site_b" in run.stdout
+    after = {name: public_key(name) for name in SITES}
+    assert [name for name in SITES if after[name] == before[name]] == []
+    for name in SITES:
+        with lab_host(name).sudo():
+            assert lab_host(name).check_output(f"wg pubkey < /etc/wireguard/{INTERFACE}.key") == after[name]
+    # Both directions work with the new keys only: each host's peers are the new keys.
+    assert sorted(lab_host("cpu2").check_output(f"wg show {INTERFACE} peers").split()) == sorted(
+        [after["head"], after["cpu1"]])
+    assert traffic.replies[0] < start and traffic.replies[-1] > end, "the ping did not run throughout"
+    assert traffic.max_gap <= 1.0, f"a gap of {traffic.max_gap:.2f} s in the 10 Hz ping"
+    assert traffic.stream_alive and traffic.exchanges[0] < start and traffic.exchanges[-1] > end
+    state = Path(os.environ["DL_LAB_STATE_DIR"]) / os.environ["DL_LAB_NAME"]
+    assert f"PublicKey = {after['head']}" in (state / "vpn-clients" / "laptop.conf").read_text()
 
 
 @pytest.mark.parametrize("limit", [[], ["--limit", "cpu1"]], ids=["all", "limit-cpu1"])
