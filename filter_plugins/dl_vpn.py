@@ -27,7 +27,7 @@ except ImportError:  # Ansible loads filter plugins without putting their direct
     _require_mapping, dl_host_address = _INVENTORY._require_mapping, _INVENTORY.dl_host_address
 
 BACKENDS = ("wireguard", "ipsec")
-TOPOLOGIES = ("mesh",)
+TOPOLOGIES = ("mesh", "site-to-site")
 # Bytes a WireGuard packet adds: outer IP header (20 for IPv4, 40 for IPv6) + UDP 8 + WireGuard 32.
 WIREGUARD_OVERHEAD = {4: 60, 6: 80}
 
@@ -118,8 +118,7 @@ def dl_vpn_problems(hostvars, names, settings=None) -> list:
         problems.append(f"dl_vpn_backend is {backend!r}; use one of {', '.join(BACKENDS)} (ipsec is strongSwan "
                         f"IKEv2).")
     if topology not in TOPOLOGIES:
-        problems.append(f"dl_vpn_topology is {topology!r}; use one of {', '.join(TOPOLOGIES)} (site-to-site "
-                        f"through gateways is not in this release yet).")
+        problems.append(f"dl_vpn_topology is {topology!r}; use one of {', '.join(TOPOLOGIES)}.")
     names = vpn_hosts(hostvars, names)
     parsed: dict = {}
     for name in names:
@@ -155,6 +154,8 @@ def dl_vpn_problems(hostvars, names, settings=None) -> list:
                     if net_a.version == net_b.version and net_a.overlaps(net_b):
                         problems.append(f"dl_site_subnets of sites {site_a} ({net_a}) and {site_b} ({net_b}) "
                                         f"overlap; give every site its own subnets.")
+    if topology == "site-to-site":
+        problems += _gateway_problems(hostvars, names)
     for name in names:
         host = hostvars[name]
         for item in host.get("dl_vpn_networks") or []:
@@ -185,12 +186,34 @@ def dl_vpn_problems(hostvars, names, settings=None) -> list:
     return list(dict.fromkeys(problems))
 
 
-def dl_vpn_members(hostvars, names, settings=None) -> list:
-    """The hosts in names with dl_vpn true as ``[{name, site, address, endpoint, public_key}]``, in order.
+def _gateway_problems(hostvars, names) -> list:
+    """Site-to-site: every site needs dl_site_gateway naming one of its own VPN hosts."""
+    problems, by_site = [], {}
+    for name in names:
+        if hostvars[name].get("dl_site"):
+            by_site.setdefault(str(hostvars[name]["dl_site"]), []).append(name)
+    for site, hosts in by_site.items():
+        gateways = {str(hostvars[name].get("dl_site_gateway") or "") for name in hosts}
+        if gateways == {""}:
+            problems.append(f"Site {site} has no gateway: set dl_site_gateway in the site group's group_vars to "
+                            f"one of its hosts ({', '.join(hosts)}), or use dl_vpn_topology mesh.")
+        elif len(gateways) > 1:
+            problems.append(f"The hosts of site {site} disagree on dl_site_gateway ({', '.join(sorted(gateways))});"
+                            f" set it once, in the site group's group_vars.")
+        elif next(iter(gateways)) not in hosts:
+            problems.append(f"dl_site_gateway of site {site} is {next(iter(gateways))!r}, which is not one of its "
+                            f"VPN hosts ({', '.join(hosts)}); name one of them.")
+    return problems
 
-    address: the host's site address (dl_vpn_site_address of its facts); endpoint: dl_vpn_endpoint, else the
+
+def dl_vpn_members(hostvars, names, settings=None) -> list:
+    """The hosts in names with dl_vpn true as ``[{name, site, address, endpoint, public_key, subnets, gateway}]``.
+
+    In inventory order. address: the host's site address (dl_vpn_site_address of its facts); endpoint: dl_vpn_endpoint, else the
     address the cluster reaches it at (dl_address, ansible_host or its default IPv4 address); public_key: the
-    fact the vpn role sets from the host's own key (``settings["key_fact"]``, default vpn_wireguard_public_key).
+    fact the vpn role sets from the host's own key (``settings["key_fact"]``, default vpn_wireguard_public_key);
+    subnets: its site's dl_site_subnets (normalised; [] when malformed, which the pre-flight refuses); gateway:
+    whether it is its site's dl_site_gateway (what site-to-site uses).
     """
     _require_mapping(hostvars, "hostvars", "dl_vpn_members")
     settings = settings or {}
@@ -202,33 +225,47 @@ def dl_vpn_members(hostvars, names, settings=None) -> list:
             continue
         # The address the cluster reaches the host at (dl_address, ansible_host, default IPv4), as elsewhere.
         endpoint = host.get("dl_vpn_endpoint") or dl_host_address(host)
+        try:
+            subnets = [str(net) for net in _subnets(host.get("dl_site_subnets"))]
+        except ValueError:
+            subnets = []
         members.append({"name": str(name), "site": str(host["dl_site"]),
                         "address": dl_vpn_site_address(_host_addresses(host), host.get("dl_site_subnets")),
-                        "endpoint": str(endpoint), "public_key": str(host.get(key_fact) or "")})
+                        "endpoint": str(endpoint), "public_key": str(host.get(key_fact) or ""),
+                        "subnets": subnets, "gateway": str(host.get("dl_site_gateway") or "") == str(name)})
     return members
 
 
-def dl_vpn_firewall_sources(hostvars, names, me) -> dict:
+def dl_vpn_firewall_sources(hostvars, names, me, topology="mesh") -> dict:
     """What the firewall of VPN host ``me`` lets in because of the sites: ``{"site": [...], "tunnel": [...]}``.
 
     site: me's own site's subnets (its LAN, let in on any interface but the tunnel's); tunnel: the subnets of
     every other site, let in only through the tunnel's interface, never around it. Both come from the
     inventory alone (dl_site, dl_site_subnets), never from other hosts' facts, so a run with --limit renders
     the same rules as a full one. Both empty when me is not a VPN member.
+
+    Site-to-site, on a host that is not its site's gateway, the other sites' traffic comes from the gateway over
+    the site's LAN: every site's subnets are "site" and "tunnel" is empty (the gateway's own firewall keeps the
+    other sites' subnets to its tunnel).
     """
     _require_mapping(hostvars, "hostvars", "dl_vpn_firewall_sources")
     mine = hostvars[me].get("dl_site") if me in hostvars and _in_vpn(hostvars[me]) else None
     if not mine:
         return {"site": [], "tunnel": []}
     sites = dl_vpn_sites(hostvars, vpn_hosts(hostvars, names))
-    return {"site": list(sites.get(str(mine), {}).get("subnets", [])),
-            "tunnel": [subnet for site, entry in sites.items() if site != str(mine) for subnet in entry["subnets"]]}
+    own = list(sites.get(str(mine), {}).get("subnets", []))
+    others = [subnet for site, entry in sites.items() if site != str(mine) for subnet in entry["subnets"]]
+    if topology == "site-to-site" and str(hostvars[me].get("dl_site_gateway") or "") != str(me):
+        return {"site": own + others, "tunnel": []}
+    return {"site": own, "tunnel": others}
 
 
 def dl_wireguard_peers(members, me, settings=None) -> list:
     """WireGuard peers of host ``me`` in a mesh: every member of another site with a key, address and endpoint.
 
-    With settings["sites"] false (the sites are joined by strongSwan) no member of another site is a peer.
+    With settings["topology"] "site-to-site" only the sites' gateways have site peers, each other, and a peer's
+    AllowedIPs are its site's subnets. With settings["sites"] false (the sites are joined by strongSwan) no
+    member of another site is a peer.
     On the clients' gateway (settings["client_gateway"] == me) also every present client of settings["clients"]
     (dl_vpn_clients' output), with its own public key or the one in settings["client_keys"][name].
 
@@ -246,15 +283,13 @@ def dl_wireguard_peers(members, me, settings=None) -> list:
     mine = by_name[me]
     peers = []
     # settings["sites"] false: the sites are joined by another backend (ipsec); only the people's tunnels here.
-    for member in members if settings.get("sites", True) else []:
-        if member["site"] == mine["site"] or not member["public_key"] or not member["address"] \
-                or not member["endpoint"]:
+    for member in _site_peers(members, mine, settings.get("topology", "mesh")) if settings.get("sites", True) else []:
+        if not member["public_key"]:
             continue
         endpoint = ipaddress.ip_address(member["endpoint"])
-        address = ipaddress.ip_address(member["address"])
         peers.append({"name": member["name"], "public_key": member["public_key"],
                       "endpoint": f"{endpoint}:{port}" if endpoint.version == 4 else f"[{endpoint}]:{port}",
-                      "allowed_ips": [f"{address}/{32 if address.version == 4 else 128}"],
+                      "allowed_ips": _carried(member, settings.get("topology", "mesh")),
                       "keepalive": keepalive})
     # People's tunnels end at the clients' gateway: no endpoint (they roam), their tunnel address only.
     if settings.get("client_gateway") == me:
@@ -268,13 +303,33 @@ def dl_wireguard_peers(members, me, settings=None) -> list:
     return peers
 
 
-def dl_ipsec_connections(members, me) -> list:
-    """strongSwan IKEv2 connections of host ``me`` in a mesh: one per member of another site.
+def _host_prefix(address) -> str:
+    ip = ipaddress.ip_address(address)
+    return f"{ip}/{32 if ip.version == 4 else 128}"
+
+
+def _carried(member, topology) -> list:
+    """What a tunnel to member carries: its site address (mesh) or its site's subnets (site-to-site)."""
+    return list(member["subnets"]) if topology == "site-to-site" else [_host_prefix(member["address"])]
+
+
+def _site_peers(members, mine, topology) -> list:
+    """The members a host has tunnels to: every host of the other sites (mesh), or, on a gateway, the other
+    sites' gateways (site-to-site; none on the other hosts). Members without a site address or endpoint yet
+    (never reached) are left out until a run reaches them."""
+    if topology == "site-to-site" and not mine["gateway"]:
+        return []
+    return [m for m in members if m["site"] != mine["site"] and m["address"] and m["endpoint"]
+            and (topology != "site-to-site" or m["gateway"])]
+
+
+def dl_ipsec_connections(members, me, topology="mesh") -> list:
+    """strongSwan IKEv2 connections of host ``me``: one per tunnel (see _site_peers).
 
     Each: {name ("dl-<peer>"), peer, local_addrs, remote_addrs (the endpoints, i.e. the cluster addresses),
-    local_ts, remote_ts (the two site addresses, /32 or /128), initiator}. Of each pair the host whose name sorts
-    first initiates (start_action start); the other answers, so that a pair has one IKE SA, not two. Members
-    without a site address or endpoint yet (never reached) are left out until a run reaches them.
+    local_ts, remote_ts (the two site addresses, /32 or /128, in a mesh; the two sites' subnets, comma-separated,
+    site-to-site), initiator}. Of each pair the host whose name sorts first initiates (start_action start); the
+    other answers, so that a pair has one IKE SA, not two.
     """
     by_name = {m["name"]: m for m in members}
     if me not in by_name:
@@ -282,20 +337,26 @@ def dl_ipsec_connections(members, me) -> list:
     mine = by_name[me]
     if not mine["address"] or not mine["endpoint"]:
         return []
+    return [{"name": f"dl-{member['name']}", "peer": member["name"],
+             "local_addrs": mine["endpoint"], "remote_addrs": member["endpoint"],
+             "local_ts": ",".join(_carried(mine, topology)), "remote_ts": ",".join(_carried(member, topology)),
+             "initiator": me < member["name"]}
+            for member in _site_peers(members, mine, topology)]
 
-    def host_ts(address):
-        ip = ipaddress.ip_address(address)
-        return f"{ip}/{32 if ip.version == 4 else 128}"
 
-    connections = []
-    for member in members:
-        if member["site"] == mine["site"] or not member["address"] or not member["endpoint"]:
-            continue
-        connections.append({"name": f"dl-{member['name']}", "peer": member["name"],
-                            "local_addrs": mine["endpoint"], "remote_addrs": member["endpoint"],
-                            "local_ts": host_ts(mine["address"]), "remote_ts": host_ts(member["address"]),
-                            "initiator": me < member["name"]})
-    return connections
+def dl_vpn_routes(members, me, topology="mesh") -> list:
+    """Site-to-site, on a host that is not its site's gateway: ``[{subnet, via}]``, every other site's subnet
+    through its gateway's site address. [] in a mesh, on a gateway, or while the gateway's address is unknown."""
+    by_name = {m["name"]: m for m in members}
+    if me not in by_name:
+        raise AnsibleFilterError(f"dl_vpn_routes: {me} is not a VPN member (no dl_site)")
+    mine = by_name[me]
+    gateway = next((m for m in members if m["site"] == mine["site"] and m["gateway"]), None)
+    if topology != "site-to-site" or mine["gateway"] or gateway is None or not gateway["address"]:
+        return []
+    return [{"subnet": subnet, "via": gateway["address"]}
+            for site in dict.fromkeys(m["site"] for m in members if m["site"] != mine["site"])
+            for subnet in next(m["subnets"] for m in members if m["site"] == site)]
 
 
 CLIENT_NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
@@ -407,6 +468,7 @@ class FilterModule:
             "dl_vpn_site_address": dl_vpn_site_address,
             "dl_wireguard_peers": dl_wireguard_peers,
             "dl_ipsec_connections": dl_ipsec_connections,
+            "dl_vpn_routes": dl_vpn_routes,
             "dl_wireguard_mtu": dl_wireguard_mtu,
             "dl_vpn_clients": dl_vpn_clients,
             "dl_vpn_client_problems": dl_vpn_client_problems,

@@ -5,7 +5,7 @@ import base64
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from dl_vpn import (FilterModule, dl_ipsec_connections, dl_vpn_client_problems, dl_vpn_clients, dl_vpn_firewall_sources, dl_vpn_members, dl_vpn_problems, dl_vpn_site_address,
+from dl_vpn import (FilterModule, dl_ipsec_connections, dl_vpn_client_problems, dl_vpn_routes, dl_vpn_clients, dl_vpn_firewall_sources, dl_vpn_members, dl_vpn_problems, dl_vpn_site_address,
                     dl_wireguard_key_problem, dl_wireguard_mtu, dl_wireguard_peers)
 
 KEY = base64.b64encode(bytes(range(32))).decode()
@@ -90,7 +90,7 @@ def test_the_site_address_is_the_hosts_address_inside_its_site():
 def test_members_carry_site_address_endpoint_and_key():
     members = dl_vpn_members(lab(cpu2={"dl_vpn_endpoint": "203.0.113.7"}), NAMES)
     assert members[0] == {"name": "head", "site": "a", "address": "192.168.1.2", "endpoint": "172.18.0.2",
-                          "public_key": KEY}
+                          "public_key": KEY, "subnets": ["192.168.1.0/24"], "gateway": False}
     assert members[2]["endpoint"] == "203.0.113.7"
     # A host reached by name: its default IPv4 address from the facts is the endpoint.
     by_name = lab(cpu1={"ansible_host": "cpu1.example", "ansible_default_ipv4": {"address": "172.18.0.3"}})
@@ -169,7 +169,7 @@ def test_every_filter_is_registered():
     assert set(FilterModule().filters()) == {
         "dl_vpn_sites", "dl_vpn_problems", "dl_vpn_members", "dl_vpn_firewall_sources", "dl_vpn_site_address",
         "dl_wireguard_peers", "dl_wireguard_mtu", "dl_wireguard_key_problem", "dl_vpn_clients",
-        "dl_vpn_client_problems", "dl_ipsec_connections"}
+        "dl_vpn_client_problems", "dl_ipsec_connections", "dl_vpn_routes"}
 
 
 def test_clients_get_addresses_in_list_order_and_an_absent_one_keeps_its_place():
@@ -241,3 +241,55 @@ def test_client_key_pairs_are_x25519_as_wg_makes_them():
     assert keypair.public_key_of(private.decode()) == public.decode()
     fresh = keypair.new_private_key()
     assert dl_wireguard_key_problem(fresh) == "" and dl_wireguard_key_problem(keypair.public_key_of(fresh)) == ""
+
+
+def site_to_site(**overrides):
+    """The lab's sites with a gateway each: head for site a, cpu2 for site b."""
+    hosts = lab(**overrides)
+    for name, gateway in (("head", "head"), ("cpu1", "head"), ("cpu2", "cpu2")):
+        hosts[name].setdefault("dl_site_gateway", gateway)
+    return hosts
+
+
+def test_site_to_site_joins_the_gateways_and_routes_the_other_hosts_through_theirs():
+    members = dl_vpn_members(site_to_site(), NAMES)
+    assert [(m["name"], m["gateway"]) for m in members] == [("head", True), ("cpu1", False), ("cpu2", True)]
+    settings = {"topology": "site-to-site"}
+    # WireGuard: one tunnel between the gateways, carrying the sites' subnets; none on cpu1.
+    assert [(p["name"], p["allowed_ips"]) for p in dl_wireguard_peers(members, "head", settings)] == [
+        ("cpu2", ["192.168.2.0/24"])]
+    assert [(p["name"], p["allowed_ips"]) for p in dl_wireguard_peers(members, "cpu2", settings)] == [
+        ("head", ["192.168.1.0/24"])]
+    assert dl_wireguard_peers(members, "cpu1", settings) == []
+    # strongSwan: the same pair, subnets as traffic selectors.
+    assert [(c["peer"], c["local_ts"], c["remote_ts"], c["initiator"])
+            for c in dl_ipsec_connections(members, "cpu2", "site-to-site")] == [
+        ("head", "192.168.2.0/24", "192.168.1.0/24", True)]
+    assert dl_ipsec_connections(members, "cpu1", "site-to-site") == []
+    # cpu1 reaches site b through head's site address; the gateways and a mesh need no route.
+    assert dl_vpn_routes(members, "cpu1", "site-to-site") == [{"subnet": "192.168.2.0/24", "via": "192.168.1.2"}]
+    assert dl_vpn_routes(members, "head", "site-to-site") == dl_vpn_routes(members, "cpu1", "mesh") == []
+
+
+def test_site_to_site_firewall_lets_the_other_sites_in_over_the_lan_on_hosts_behind_a_gateway():
+    hosts = site_to_site()
+    assert dl_vpn_firewall_sources(hosts, NAMES, "cpu1", "site-to-site") == {
+        "site": ["192.168.1.0/24", "192.168.2.0/24"], "tunnel": []}
+    assert dl_vpn_firewall_sources(hosts, NAMES, "head", "site-to-site") == {
+        "site": ["192.168.1.0/24"], "tunnel": ["192.168.2.0/24"]}
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    ({"cpu2": {"dl_site_gateway": ""}},
+     "Site b has no gateway: set dl_site_gateway in the site group's group_vars to one of its hosts (cpu2), or use "
+     "dl_vpn_topology mesh."),
+    ({"cpu2": {"dl_site_gateway": "head"}},
+     "dl_site_gateway of site b is 'head', which is not one of its VPN hosts (cpu2); name one of them."),
+    ({"cpu1": {"dl_site_gateway": "cpu1"}},
+     "The hosts of site a disagree on dl_site_gateway (cpu1, head); set it once, in the site group's group_vars."),
+])
+def test_site_to_site_needs_one_gateway_per_site(overrides, expected):
+    assert dl_vpn_problems(site_to_site(), NAMES, {"topology": "site-to-site"}) == []
+    assert expected in dl_vpn_problems(site_to_site(**overrides), NAMES, {"topology": "site-to-site"})
+    # A mesh does not need gateways.
+    assert dl_vpn_problems(site_to_site(**overrides), NAMES, {"topology": "mesh"}) == []
