@@ -149,9 +149,13 @@ def main() -> int:
             log(f"{path}: {target}")
             rows.append({"path": path, "target": target, **measure(target)})
         log("the VPN play again, with strongSwan IKEv2 (dl_vpn_backend=ipsec)")
-        psk = secrets.token_urlsafe(32)
-        run = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inventory), "playbooks/vpn.yml", "-e", "dl_pki=false",
-                              "-e", "dl_vpn_backend=ipsec", "-e", "vpn_ipsec_auth=psk", "-e", f"dl_vpn_ipsec_psk={psk}"],
+        # The run's PSK in a 0600 file of the lab's state (removed with it), never on a command line.
+        psk_file = ROOT / ".lab" / NAME / "vpn-psk.json"
+        psk_file.touch(mode=0o600)
+        psk_file.write_text(json.dumps({"dl_vpn_ipsec_psk": secrets.token_urlsafe(32)}))
+        run = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inventory), "playbooks/vpn.yml", "-e", "dl_vpn=true",
+                              "-e", "dl_pki=false",
+                              "-e", "dl_vpn_backend=ipsec", "-e", "vpn_ipsec_auth=psk", "-e", f"@{psk_file}"],
                              cwd=ROOT, env=env, capture_output=True, text=True, check=False)
         if run.returncode != 0:
             log(run.stdout[-3000:] + run.stderr[-2000:])

@@ -242,7 +242,8 @@ def test_rotation_gives_every_host_a_new_key_without_a_gap_in_cross_site_traffic
         run = run_playbook("playbooks/vpn-rotate.yml")
         end = time.time()
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr
-    assert "Switch the hosts of site site_a" in run.stdout and "Switch the hosts of site site_b" in run.stdout
+    assert "greet their peers, the hosts of site site_a" in run.stdout
+    assert "greet their peers, the hosts of site site_b" in run.stdout
     after = {name: public_key(name) for name in SITES}
     assert [name for name in SITES if after[name] == before[name]] == []
     for name in SITES:
