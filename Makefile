@@ -80,7 +80,7 @@ bench: venv ## Benchmarks: pip mirror upstream fetches, launch overhead, 1 vs 2 
 bench-rollout: venv ## site.yml cold and warm re-run seconds on 2, 3 and 16 lab hosts (BENCH_SIZES) -> reports/rollout/.
 	$(BIN)/python scripts/bench_rollout.py
 
-bench-vpn: venv bootstrap ## VPN throughput and latency: same site, other site over the underlay, other site through the tunnel -> reports/vpn/.
+bench-vpn: venv bootstrap ## VPN: iperf3 and ping same site / underlay / each backend's tunnel, DDP samples/s same vs across sites (BENCH_VPN_DDP=0 skips) -> reports/vpn/.
 	$(BIN)/python scripts/bench_vpn.py
 
 clean: lab-down ## Remove the lab and the virtualenv.

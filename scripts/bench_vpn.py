@@ -9,6 +9,9 @@ iperf3 (TCP, one stream, BENCH_VPN_SECONDS each, default 5) and ping (20 echoes,
   - cpu2's site address: the other site, through the tunnel (wireguard-go here: this kernel has no module);
   - cpu2's site address again after the VPN play switched the lab to strongSwan IKEv2 (dl_vpn_backend=ipsec,
     a PSK made for the run: the bench lab has no cluster CA; kernel-libipsec here: this kernel has no ESP).
+With BENCH_VPN_DDP=1 (the default; 0 skips it) the lab gets all of site.yml (the pip mirror and the Python
+environments too), and the PyTorch DDP sample (one rank per host, `network: site`) trains on head+cpu1 (the same
+site) and on cpu1+cpu2 (across the sites, through each backend's tunnel): samples/s side by side.
 The lab is removed afterwards unless BENCH_KEEP=1.
 
 Results: reports/vpn/<UTC time>.{json,md,png}; earlier results are kept.
@@ -31,6 +34,7 @@ NAME = "benchvpn"
 SITES = {"head": "site_a", "cpu1": "site_a", "cpu2": "site_b"}
 SECONDS = int(os.environ.get("BENCH_VPN_SECONDS", "5"))
 KEEP = os.environ.get("BENCH_KEEP", "") == "1"
+DDP = os.environ.get("BENCH_VPN_DDP", "1") == "1"
 PYTHON = sys.executable
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
 ANSIBLE = str(Path(sys.executable).parent / "ansible")
@@ -83,6 +87,19 @@ def measure(target: str) -> dict:
             "rtt_ms": float(rtt.group(1)) if rtt else None}
 
 
+def train(inventory: Path, env: dict, hosts: str, tag: str) -> dict:
+    """The DDP sample on these hosts (one rank each) over their site addresses: samples/s and test accuracy."""
+    job = {"name": f"bench-vpn-{tag}", "framework": "pytorch", "hosts": hosts, "network": "site",
+           "script": "jobs/scripts/pytorch_ddp_mnist.py", "hparams_file": "jobs/hparams/mnist.conf"}
+    run = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inventory), "playbooks/train.yml", "-e", json.dumps({"job": job}),
+                          "-e", "force=true"], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    if run.returncode != 0:
+        raise RuntimeError(f"training on {hosts} failed:\n{run.stdout[-3000:]}")
+    summary = json.loads((ROOT / "runs" / job["name"] / "summary.json").read_text())
+    return {"hosts": hosts, "samples_per_second": summary["samples_per_second"],
+            "test_accuracy": summary["test_accuracy"]}
+
+
 def write_report(rows: list[dict], meta: dict) -> Path:
     out = ROOT / "reports" / "vpn"
     out.mkdir(parents=True, exist_ok=True)
@@ -94,19 +111,31 @@ def write_report(rows: list[dict], meta: dict) -> Path:
     base = rows[0]["mbit_s"] or 1
     for row in rows:
         lines.append(f"| {row['path']} | {row['mbit_s']} | {row['mbit_s'] / base:.2f} | {row['rtt_ms']} |")
+    ddp = meta.get("ddp") or []
+    if ddp:
+        lines += ["", "PyTorch DDP sample (MNIST, one rank per host, gloo over the site addresses):", "",
+                  "| ranks | samples/s | ratio to same site | test accuracy |", "|---|---|---|---|"]
+        for row in ddp:
+            lines.append(f"| {row['path']} | {row['samples_per_second']} | "
+                         f"{row['samples_per_second'] / (ddp[0]['samples_per_second'] or 1):.2f} | "
+                         f"{row['test_accuracy']} |")
     (out / f"{stamp}.md").write_text("\n".join(lines) + "\n")
     try:
         import matplotlib  # pylint: disable=import-outside-toplevel
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
 
-        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+        fig, axes = plt.subplots(1, 3 if ddp else 2, figsize=(15 if ddp else 10, 4))
+        left, right = axes[0], axes[1]
         names = [row["path"] for row in rows]
         left.barh(names, [row["mbit_s"] for row in rows], color="#4c72b0")
         left.set_xlabel("Mbit/s (iperf3, TCP)")
         right.barh(names, [row["rtt_ms"] or 0 for row in rows], color="#dd8452")
         right.set_xlabel("RTT ms (ping)")
         right.set_yticks([])
+        if ddp:
+            axes[2].barh([row["path"] for row in ddp], [row["samples_per_second"] for row in ddp], color="#55a868")
+            axes[2].set_xlabel("samples/s (DDP sample, 2 ranks)")
         fig.suptitle(f"dlcluster VPN: same site vs across sites ({meta['implementation']})")
         fig.tight_layout()
         fig.savefig(out / f"{stamp}.png", dpi=100)
@@ -125,10 +154,10 @@ def main() -> int:
         # A fact cache of its own: the shared one may hold facts of other labs' hosts of the same names.
         env = {**os.environ, "DL_LAB_NAME": NAME, "DL_LAB_STATE_DIR": str(ROOT / ".lab"), "ANSIBLE_FORCE_COLOR": "0",
                "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(ROOT / ".lab" / NAME / "facts")}
-        log("converge: pre-flight, common, firewall, vpn")
+        tags = [] if DDP else ["--tags", "preflight,common,firewall,vpn"]
+        log("converge: " + ("all of site.yml (for the DDP sample)" if DDP else "pre-flight, common, firewall, vpn"))
         run = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inventory), "site.yml", "-e", "dl_vpn=true", "-e", "dl_pki=false",
-                              "--tags", "preflight,common,firewall,vpn"], cwd=ROOT, env=env, capture_output=True,
-                             text=True, check=False)
+                              *tags], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
         if run.returncode != 0:
             log(run.stdout[-3000:] + run.stderr[-2000:])
             return 1
@@ -148,6 +177,12 @@ def main() -> int:
         for path, target in targets:
             log(f"{path}: {target}")
             rows.append({"path": path, "target": target, **measure(target)})
+        ddp = []
+        if DDP:
+            for path, hosts, tag in (("same site: head+cpu1", "head:cpu1", "same"),
+                                     (f"across sites: cpu1+cpu2 ({implementation})", "cpu1:cpu2", "wireguard")):
+                log(f"DDP {path}")
+                ddp.append({"path": path, **train(inventory, env, hosts, tag)})
         log("the VPN play again, with strongSwan IKEv2 (dl_vpn_backend=ipsec)")
         # The run's PSK in a 0600 file of the lab's state (removed with it), never on a command line.
         psk_file = ROOT / ".lab" / NAME / "vpn-psk.json"
@@ -167,9 +202,13 @@ def main() -> int:
         path = f"other site, tunnel (strongSwan {ipsec})"
         log(f"{path}: {targets[2][1]}")
         rows.append({"path": path, "target": targets[2][1], **measure(targets[2][1])})
+        if DDP:
+            log(f"DDP across sites: cpu1+cpu2 (strongSwan {ipsec})")
+            ddp.append({"path": f"across sites: cpu1+cpu2 (strongSwan {ipsec})",
+                        **train(inventory, env, "cpu1:cpu2", "ipsec")})
         implementation = f"{implementation}; strongSwan {ipsec}"
         report = write_report(rows, {"implementation": implementation, "seconds": SECONDS,
-                                     "cpus": os.cpu_count()})
+                                     "cpus": os.cpu_count(), "ddp": ddp})
         print(report.read_text())
         return 0
     finally:
