@@ -125,8 +125,10 @@ def write_report(rows: list[dict], meta: dict) -> Path:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
 
-        fig, axes = plt.subplots(1, 3 if ddp else 2, figsize=(15 if ddp else 10, 4))
-        left, right = axes[0], axes[1]
+        # The DDP bars, when measured, in a row of their own below (their labels are long).
+        fig = plt.figure(figsize=(11, 7 if ddp else 4))
+        grid = fig.add_gridspec(2 if ddp else 1, 2)
+        left, right = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
         names = [row["path"] for row in rows]
         left.barh(names, [row["mbit_s"] for row in rows], color="#4c72b0")
         left.set_xlabel("Mbit/s (iperf3, TCP)")
@@ -134,8 +136,9 @@ def write_report(rows: list[dict], meta: dict) -> Path:
         right.set_xlabel("RTT ms (ping)")
         right.set_yticks([])
         if ddp:
-            axes[2].barh([row["path"] for row in ddp], [row["samples_per_second"] for row in ddp], color="#55a868")
-            axes[2].set_xlabel("samples/s (DDP sample, 2 ranks)")
+            bottom = fig.add_subplot(grid[1, :])
+            bottom.barh([row["path"] for row in ddp], [row["samples_per_second"] for row in ddp], color="#55a868")
+            bottom.set_xlabel("samples/s (PyTorch DDP sample, 2 ranks, one per host)")
         fig.suptitle(f"dlcluster VPN: same site vs across sites ({meta['implementation']})")
         fig.tight_layout()
         fig.savefig(out / f"{stamp}.png", dpi=100)
