@@ -37,8 +37,10 @@ except ImportError:  # Ansible loads filter plugins without putting their direct
 JOB_FIELDS = (
     "name", "id", "framework", "strategy", "hosts", "processes_per_node", "script", "args",
     "hparams", "hparams_file", "env", "venv", "gpus", "tf_gpu_memory_fraction", "timeout_minutes",
-    "master_port", "tf_port", "parameter_servers", "network",
+    "master_port", "tf_port", "parameter_servers", "network", "backend", "partition", "account",
 )
+# Who starts the ranks: the launcher itself (one systemd unit per host) or Slurm (sbatch, srun).
+BACKENDS = ("direct", "slurm")
 STRATEGIES = {
     "pytorch": ("ddp",),
     "tensorflow": ("multi_worker_mirrored", "parameter_server"),
@@ -59,12 +61,16 @@ JOB_DEFAULTS = {
     "tf_port": 23456,
     "parameter_servers": 1,
     "network": None,
+    "backend": "direct",
+    "partition": None,  # backend slurm: the partition named like the hosts group, else Slurm's default
+    "account": None,
 }
 # Mappings that `defaults` and the spec both give are merged key by key.
 MERGED_FIELDS = ("env", "hparams")
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 VENV_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+SLURM_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 HPARAM_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 # Variables the launch computes; a job's env may not set them.
 RESERVED_ENV = {
@@ -218,6 +224,24 @@ def _check_fraction(job, problems):
     job["tf_gpu_memory_fraction"] = number
 
 
+def _check_backend(job, problems):
+    if job["backend"] not in BACKENDS:
+        problems.append(f"job field backend is {job['backend']!r}; use direct (the launcher starts the ranks) or "
+                        "slurm (sbatch through the cluster's Slurm)")
+        return
+    for field in ("partition", "account"):
+        value = job[field]
+        if value in (None, ""):
+            job[field] = None
+        elif job["backend"] != "slurm":
+            problems.append(f"job field {field} is for backend slurm; drop it or set backend: slurm")
+        elif not isinstance(value, str) or not SLURM_NAME_RE.fullmatch(value):
+            problems.append(f"job field {field} is {value!r}; give a Slurm {field} name (letters, digits, _.-)")
+    if job["backend"] == "slurm" and job["framework"] == "tensorflow":
+        problems.append("job field backend is slurm but framework is tensorflow; the Slurm backend runs PyTorch "
+                        "jobs (srun torchrun) in this version: run TensorFlow jobs with backend direct")
+
+
 def _check_network(job, problems):
     network = job["network"]
     if network in (None, ""):
@@ -324,6 +348,7 @@ def _normalise(spec, defaults=None) -> tuple[dict, list[str]]:
     _check_gpus(job, problems)
     _check_fraction(job, problems)
     _check_network(job, problems)
+    _check_backend(job, problems)
     _int_field(job, problems, "timeout_minutes", 1, what="a number of minutes")
     _int_field(job, problems, "master_port", 1, 65535, what="a TCP port")
     _int_field(job, problems, "tf_port", 1, 65535, what="a TCP port")

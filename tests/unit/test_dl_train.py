@@ -92,8 +92,19 @@ class TestJobSpec:
             "processes_per_node": 1, "script": "examples/mnist.py", "args": [], "hparams": {},
             "hparams_file": None, "env": {}, "venv": "py3", "gpus": None, "tf_gpu_memory_fraction": None,
             "timeout_minutes": 60, "master_port": 29500, "tf_port": 23456, "parameter_servers": 1,
-            "network": None,
+            "network": None, "backend": "direct", "partition": None, "account": None,
         }
+
+    def test_backend_slurm_takes_a_partition_and_refuses_tensorflow(self):
+        assert dl_job_spec(job(backend="slurm", partition="workers"))["partition"] == "workers"
+        with error_match("job field backend is 'pbs'; use direct"):
+            dl_job_spec(job(backend="pbs"))
+        with error_match("job field partition is for backend slurm"):
+            dl_job_spec(job(partition="workers"))
+        with error_match("job field partition is 'a b'; give a Slurm partition name"):
+            dl_job_spec(job(backend="slurm", partition="a b"))
+        with error_match("run TensorFlow jobs with backend direct"):
+            dl_job_spec(tf_job(backend="slurm"))
 
     def test_fields_come_back_in_a_fixed_order(self):
         assert tuple(dl_job_spec(job())) == JOB_FIELDS

@@ -1,0 +1,168 @@
+"""Slurm on the lab (roles/slurm, playbooks/slurm*.yml) and jobs through it (train.yml with backend slurm).
+
+slurmctld runs on head, slurmd on cpu1 and cpu2 (groups slurm_controller, slurm_nodes); the partition
+workers is the default. The lab's hosts are containers, so Slurm tracks jobs by process tree
+(proctrack/linuxproc); real hosts get cgroups.
+"""
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+
+from labtest import ANSIBLE_PLAYBOOK, ROOT, lab_address, lab_host, probe, run_playbook  # noqa: E402
+
+testinfra_hosts = ["ansible://head"]
+
+RUNS = ROOT / "runs"
+WORKERS = ("cpu1", "cpu2")
+DDP = {"backend": "slurm", "framework": "pytorch", "hosts": "workers", "script": "jobs/scripts/pytorch_ddp_mnist.py",
+       "hparams_file": "jobs/hparams/mnist.conf"}
+
+
+def _job(name, **fields) -> str:
+    return json.dumps({"job": {"name": name, **DDP, **fields}})
+
+
+def _sinfo(host) -> dict:
+    """{node: (state, cpus, reason)} from sinfo on the controller."""
+    lines = host.check_output("sinfo --noheader --Node --format '%N|%T|%c|%E'").splitlines()
+    return {parts[0]: tuple(parts[1:]) for parts in (line.split("|") for line in lines)}
+
+
+def _no_job_process_left(pattern):
+    for name in WORKERS:
+        assert lab_host(name).run(f"pgrep -f '{pattern}'").rc == 1, f"a process of the job is left on {name}"
+
+
+def test_sinfo_shows_every_worker_idle_with_the_cpus_of_its_facts(host):
+    nodes = _sinfo(host)
+    assert sorted(nodes) == list(WORKERS), nodes
+    for name in WORKERS:
+        facts = lab_host(name).ansible("setup", "filter=ansible_processor_*")["ansible_facts"]
+        cpus = (facts["ansible_processor_count"] * facts["ansible_processor_cores"]
+                * facts["ansible_processor_threads_per_core"])
+        state, slurm_cpus, _ = nodes[name]
+        assert state == "idle", nodes
+        assert int(slurm_cpus) == cpus, f"{name}: Slurm has {slurm_cpus} CPUs, the facts {cpus}"
+    config = host.file("/etc/slurm/slurm.conf").content_string
+    assert "PartitionName=workers Nodes=cpu1,cpu2 Default=YES" in config
+    # The lab's hosts are containers: Slurm says how it tracks jobs there.
+    assert "ProctrackType=proctrack/linuxproc" in config and "a Slurm host is a container" in config
+
+
+def test_one_munge_key_for_the_cluster_and_credentials_cross_hosts(host):
+    digests = set()
+    for name in ("head", *WORKERS):
+        peer = lab_host(name)
+        key = peer.file("/etc/munge/munge.key")
+        assert (key.user, key.group, key.mode) == ("munge", "munge", 0o400), name
+        with peer.sudo():
+            digests.add(peer.check_output("sha256sum /etc/munge/munge.key").split()[0])
+    assert len(digests) == 1, "the hosts hold different munge keys"
+    key_file = Path(os.environ["DL_LAB_STATE_DIR"]) / os.environ["DL_LAB_NAME"] / "slurm" / "munge.key"
+    assert hashlib.sha256(key_file.read_bytes()).hexdigest() in digests
+    assert key_file.stat().st_mode & 0o077 == 0, "the controller's munge key is readable by others"
+    credential = host.check_output("munge --no-input")
+    decoded = lab_host("cpu2").run(f"echo '{credential}' | unmunge")
+    assert decoded.rc == 0 and "STATUS:          Success" in decoded.stdout, decoded.stdout + decoded.stderr
+
+
+def test_slurm_ports_answer_members_and_not_outsiders(host):
+    head = lab_address("head")
+    assert probe(lab_host("cpu1"), "tcp", head, 6817) == "open"
+    assert probe(lab_host("head"), "tcp", lab_address("cpu2"), 6818) == "open"
+    assert probe(lab_host("outsider"), "tcp", head, 6817) == "timeout"
+    assert probe(lab_host("outsider"), "tcp", lab_address("cpu1"), 6818) == "timeout"
+
+
+def test_ddp_sample_through_slurm_reaches_090_with_the_direct_backends_summary(host):
+    name = "pytorch-ddp-mnist-slurm"
+    run = run_playbook("playbooks/train.yml", "-e", f"job=jobs/{name}.yml", "-e", "force=true")
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr
+    summary = json.loads((RUNS / name / "summary.json").read_text())
+    assert summary["ok"] and summary["test_accuracy"] >= 0.90, summary["message"]
+    assert {row["host"] for row in summary["ranks"]} == set(WORKERS)
+    assert sorted(row["rank"] for row in summary["ranks"]) == [0, 1]
+    plan = json.loads((RUNS / name / "plan.json").read_text())
+    assert plan["backend"] == "slurm" and plan["slurm"]["partition"] == "workers" and plan["slurm"]["nodes"] == 2
+    assert (RUNS / name / "job.sbatch").read_text().startswith("#!/bin/bash")
+    job_id = re.search(r"Slurm job (\d+)", run.stdout).group(1)
+    state = host.check_output(f"scontrol show job --oneliner {job_id}")
+    assert "JobState=COMPLETED" in state and "NodeList=cpu[1-2]" in state, state
+    for peer in WORKERS:
+        assert list((RUNS / name / peer / "output").glob("metrics-rank*.json")), f"metrics of {peer} missing"
+        assert (RUNS / name / peer / "node.log").exists(), f"the log of {peer} was not collected"
+    assert "test accuracy" in run.stdout
+
+
+def test_a_killed_rank_fails_the_job_in_slurm_names_the_node_and_leaves_no_process(host):
+    name = "lab-slurm-fault"
+    argv = [ANSIBLE_PLAYBOOK, "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(ROOT / "playbooks/train.yml"),
+            "-e", _job(name, hparams={"epochs": 60, "step_sleep": 0.05}), "-e", "force=true"]
+    launcher = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cpu2 = lab_host("cpu2")
+    worker = ""
+    deadline = time.time() + 240
+    while time.time() < deadline and not worker and launcher.poll() is None:
+        with cpu2.sudo():  # the ops user's home is closed to the connection user
+            found = cpu2.run(f"pgrep -f '[-]u /home/ubuntu/runs/{name}/code/'")
+            log = cpu2.run(f"grep -c 'epoch=' /home/ubuntu/runs/{name}/node.log")
+        if found.rc == 0 and log.stdout.strip() not in ("", "0"):
+            worker = found.stdout.split()[0]
+        else:
+            time.sleep(1)
+    if not worker:
+        launcher.kill()
+        pytest.fail(f"the job's rank on cpu2 never started training:\n{launcher.communicate()[0][-3000:]}")
+    with cpu2.sudo():
+        assert cpu2.run(f"kill -9 {worker}").rc == 0
+    output, _ = launcher.communicate(timeout=240)
+    assert launcher.returncode != 0, output[-3000:]
+    assert re.search(rf"Job {name} failed: host cpu2 rank \d+ failed", output), output[-3000:]
+    job_id = re.search(r"Slurm job (\d+)", output).group(1)
+    state = host.check_output(f"scontrol show job --oneliner {job_id}")
+    assert "JobState=FAILED" in state, state
+    _no_job_process_left(f"[/]home/ubuntu/runs/{name}/code/")
+    assert (RUNS / name / "cpu2" / "node.log").exists()
+
+
+def test_a_drained_node_gets_no_job_and_resume_makes_it_usable_again(host):
+    drain = run_playbook("playbooks/slurm-drain.yml", "-e", "nodes=cpu2", "-e", "reason=lab maintenance")
+    try:
+        assert drain.returncode == 0, drain.stdout[-3000:] + drain.stderr
+        state, _, reason = _sinfo(host)["cpu2"]
+        assert state == "drained" and reason == "lab maintenance", (state, reason)
+        again = run_playbook("playbooks/slurm-drain.yml", "-e", "nodes=cpu2", "-e", "reason=lab maintenance")
+        assert again.returncode == 0 and re.search(r"changed=0\s", again.stdout), again.stdout[-2000:]
+        # Three one-node jobs: every one runs on cpu1.
+        ran_on = {host.check_output("srun --nodes=1 --partition=workers --time=1 hostname") for _ in range(3)}
+        assert ran_on == {"cpu1"}, ran_on
+        refused = host.run("srun --nodes=1 --nodelist=cpu2 --immediate=5 --time=1 hostname")
+        assert refused.rc != 0, refused.stdout
+    finally:
+        resume = run_playbook("playbooks/slurm-drain.yml", "-e", "nodes=cpu2", "-e", "resume=true")
+    assert resume.returncode == 0, resume.stdout[-3000:] + resume.stderr
+    assert _sinfo(host)["cpu2"][0] == "idle"
+    assert host.check_output("srun --nodes=1 --nodelist=cpu2 --time=1 hostname") == "cpu2"
+
+
+@pytest.mark.parametrize("name, fields, words", [
+    ("lab-slurm-partition", {"partition": "nope"}, "job field partition is 'nope', which Slurm does not have"),
+    ("lab-slurm-tasks", {"processes_per_node": 64}, "processes_per_node is 64"),
+])
+def test_bad_slurm_jobs_are_refused_before_anything_is_submitted(host, name, fields, words):
+    jobs_before = host.check_output("squeue --noheader --all --states=all --format=%i | wc -l")
+    run = run_playbook("playbooks/train.yml", "-e", _job(name, **fields))
+    output = " ".join((run.stdout + run.stderr).split())
+    assert run.returncode != 0 and words in output, output[-3000:]
+    assert "TASK [train : Submit the job" not in run.stdout
+    assert host.check_output("squeue --noheader --all --states=all --format=%i | wc -l") == jobs_before
