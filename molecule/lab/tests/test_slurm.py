@@ -63,9 +63,9 @@ def test_one_munge_key_for_the_cluster_and_credentials_cross_hosts(host):
     digests = set()
     for name in ("head", *WORKERS):
         peer = lab_host(name)
-        key = peer.file("/etc/munge/munge.key")
-        assert (key.user, key.group, key.mode) == ("munge", "munge", 0o400), name
         with peer.sudo():
+            key = peer.file("/etc/munge/munge.key")
+            assert (key.user, key.group, key.mode) == ("munge", "munge", 0o400), name
             digests.add(peer.check_output("sha256sum /etc/munge/munge.key").split()[0])
     assert len(digests) == 1, "the hosts hold different munge keys"
     key_file = Path(os.environ["DL_LAB_STATE_DIR"]) / os.environ["DL_LAB_NAME"] / "slurm" / "munge.key"
@@ -136,12 +136,12 @@ def test_a_killed_rank_fails_the_job_in_slurm_names_the_node_and_leaves_no_proce
 
 
 def test_a_drained_node_gets_no_job_and_resume_makes_it_usable_again(host):
-    drain = run_playbook("playbooks/slurm-drain.yml", "-e", "nodes=cpu2", "-e", "reason=lab maintenance")
+    drain = run_playbook("playbooks/slurm-drain.yml", "-e", "nodes=cpu2", "-e", json.dumps({"reason": "lab maintenance"}))
     try:
         assert drain.returncode == 0, drain.stdout[-3000:] + drain.stderr
         state, _, reason = _sinfo(host)["cpu2"]
         assert state == "drained" and reason == "lab maintenance", (state, reason)
-        again = run_playbook("playbooks/slurm-drain.yml", "-e", "nodes=cpu2", "-e", "reason=lab maintenance")
+        again = run_playbook("playbooks/slurm-drain.yml", "-e", "nodes=cpu2", "-e", json.dumps({"reason": "lab maintenance"}))
         assert again.returncode == 0 and re.search(r"changed=0\s", again.stdout), again.stdout[-2000:]
         # Three one-node jobs: every one runs on cpu1.
         ran_on = {host.check_output("srun --nodes=1 --partition=workers --time=1 hostname") for _ in range(3)}
