@@ -155,6 +155,23 @@ def test_a_drained_node_gets_no_job_and_resume_makes_it_usable_again(host):
     assert host.check_output("srun --nodes=1 --nodelist=cpu2 --time=1 hostname") == "cpu2"
 
 
+def test_a_slurm_job_makes_its_node_busy_for_the_reboot_play(host):
+    job_id = host.check_output("sbatch --parsable --nodes=1 --nodelist=cpu2 --time=2 --wrap 'sleep 120'")
+    try:
+        status = {}
+        for _ in range(20):
+            with lab_host("cpu2").sudo():
+                status = json.loads(lab_host("cpu2").check_output("/usr/local/sbin/dlcluster-reboot-status"))
+            if status["busy"]:
+                break
+            time.sleep(1)
+        assert status["busy"] == [f"slurm: Slurm jobs running here: {job_id}"], status
+        with lab_host("cpu1").sudo():
+            assert json.loads(lab_host("cpu1").check_output("/usr/local/sbin/dlcluster-reboot-status"))["busy"] == []
+    finally:
+        host.run(f"scancel {job_id}")
+
+
 @pytest.mark.parametrize("name, fields, words", [
     ("lab-slurm-partition", {"partition": "nope"}, "job field partition is 'nope', which Slurm does not have"),
     ("lab-slurm-tasks", {"processes_per_node": 64}, "processes_per_node is 64"),

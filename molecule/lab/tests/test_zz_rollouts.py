@@ -138,9 +138,12 @@ def test_reboot_play_reboots_what_needs_it_and_holds_a_busy_host(busy_cpu2):
     # cpu1 came back whole: the pending marker is gone, every service is back.
     cpu1 = lab_host("cpu1")
     assert not cpu1.file("/var/run/reboot-required").exists
-    for unit in ("ssh", "chrony", "docker"):
+    for unit in ("ssh", "chrony", "docker", "slurmd"):
         assert cpu1.service(unit).is_running, unit
     assert sudo_run("cpu1", "nft list table inet dlcluster").rc == 0, "the firewall is not loaded after the reboot"
+    # Slurm drained cpu1 for its reboot and took it back afterwards.
+    assert "TASK [reboot : Drain the Slurm node for the reboot]" in output
+    assert lab_host("head").check_output("sinfo --noheader --Node --nodes cpu1 --format '%T %E'") == "idle none"
 
 
 def test_forced_reboot_of_the_busy_host(busy_cpu2):
