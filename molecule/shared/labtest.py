@@ -85,6 +85,31 @@ def run_playbook(playbook: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False, cwd=ROOT)
 
 
+def start_playbook(playbook: str, *args: str) -> subprocess.Popen:
+    """Start a repository playbook in the background (output on its stdout), against molecule's inventory."""
+    argv = [ANSIBLE_PLAYBOOK, "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(ROOT / playbook), *args]
+    return subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def training_worker(host, job: str, launcher: subprocess.Popen, seconds: int = 240) -> str:
+    """The PID of a rank of `job` on `host` once its log shows a training epoch; fails the test if none does."""
+    import pytest  # pylint: disable=import-outside-toplevel
+
+    deadline = time.time() + seconds
+    while time.time() < deadline and launcher.poll() is None:
+        with host.sudo():  # the ops user's home is closed to the connection user
+            # [-]u: the pattern does not match the shell that runs pgrep.
+            found = host.run(f"pgrep -f '[-]u /home/ubuntu/runs/{job}/code/'")
+            log = host.run(f"grep -c 'epoch=' /home/ubuntu/runs/{job}/node.log")
+        if found.rc == 0 and log.stdout.strip() not in ("", "0"):
+            return found.stdout.split()[0]
+        time.sleep(1)
+    launcher.kill()
+    pytest.fail(f"the job's rank on {host.backend.get_pytest_id()} never started training:\n"
+                f"{launcher.communicate()[0][-3000:]}")
+    return ""
+
+
 def refused_output(playbook: str, *args: str) -> str:
     """Run a playbook that must fail; return its output for the caller's message checks."""
     run = run_playbook(playbook, *args)

@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 
-from labtest import ANSIBLE_PLAYBOOK, ROOT, lab_address, lab_host, probe, run_playbook  # noqa: E402
+from labtest import ROOT, lab_address, lab_host, probe, run_playbook, start_playbook, training_worker  # noqa: E402
 
 testinfra_hosts = ["ansible://head"]
 
@@ -106,23 +105,10 @@ def test_ddp_sample_through_slurm_reaches_090_with_the_direct_backends_summary(h
 
 def test_a_killed_rank_fails_the_job_in_slurm_names_the_node_and_leaves_no_process(host):
     name = "lab-slurm-fault"
-    argv = [ANSIBLE_PLAYBOOK, "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(ROOT / "playbooks/train.yml"),
-            "-e", _job(name, hparams={"epochs": 60, "step_sleep": 0.05}), "-e", "force=true"]
-    launcher = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    launcher = start_playbook("playbooks/train.yml", "-e", _job(name, hparams={"epochs": 60, "step_sleep": 0.05}),
+                              "-e", "force=true")
     cpu2 = lab_host("cpu2")
-    worker = ""
-    deadline = time.time() + 240
-    while time.time() < deadline and not worker and launcher.poll() is None:
-        with cpu2.sudo():  # the ops user's home is closed to the connection user
-            found = cpu2.run(f"pgrep -f '[-]u /home/ubuntu/runs/{name}/code/'")
-            log = cpu2.run(f"grep -c 'epoch=' /home/ubuntu/runs/{name}/node.log")
-        if found.rc == 0 and log.stdout.strip() not in ("", "0"):
-            worker = found.stdout.split()[0]
-        else:
-            time.sleep(1)
-    if not worker:
-        launcher.kill()
-        pytest.fail(f"the job's rank on cpu2 never started training:\n{launcher.communicate()[0][-3000:]}")
+    worker = training_worker(cpu2, name, launcher)
     with cpu2.sudo():
         assert cpu2.run(f"kill -9 {worker}").rc == 0
     output, _ = launcher.communicate(timeout=240)
@@ -183,3 +169,41 @@ def test_bad_slurm_jobs_are_refused_before_anything_is_submitted(host, name, fie
     assert run.returncode != 0 and words in output, output[-3000:]
     assert "TASK [train : Submit the job" not in run.stdout
     assert host.check_output("squeue --noheader --all --states=all --format=%i | wc -l") == jobs_before
+
+
+def test_submit_without_waiting_then_attach_or_cancel(host):
+    name = "lab-slurm-later"
+    submitted = run_playbook("playbooks/train.yml", "-e", _job(name), "-e", "force=true", "-e", "wait=false")
+    assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr
+    job_id = re.search(r"Slurm job (\d+)", submitted.stdout).group(1)
+    assert f"attach={job_id}" in " ".join(submitted.stdout.split())
+    assert "TASK [train : Watch the job in Slurm until it ends]" not in submitted.stdout
+    attached = run_playbook("playbooks/train.yml", "-e", _job(name), "-e", f"attach={job_id}")
+    assert attached.returncode == 0, attached.stdout[-3000:] + attached.stderr
+    summary = json.loads((RUNS / name / "summary.json").read_text())
+    assert summary["ok"] and summary["test_accuracy"] >= 0.90, summary["message"]
+
+    slow = "lab-slurm-cancel"
+    submitted = run_playbook("playbooks/train.yml", "-e", _job(slow, hparams={"epochs": 60, "step_sleep": 0.05}),
+                             "-e", "force=true", "-e", "wait=false")
+    assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr
+    job_id = re.search(r"Slurm job (\d+)", submitted.stdout).group(1)
+    try:
+        unknown = run_playbook("playbooks/train.yml", "-e", "cancel=999999")
+        assert unknown.returncode != 0 and "Slurm has no job 999999" in unknown.stdout + unknown.stderr
+        cancelled = run_playbook("playbooks/train.yml", "-e", f"cancel={job_id}")
+        assert cancelled.returncode == 0 and f"Slurm job {job_id} cancelled" in cancelled.stdout, cancelled.stdout[-3000:]
+        state = ""
+        for _ in range(30):
+            state = host.check_output(f"scontrol show job --oneliner {job_id}")
+            if "JobState=CANCELLED" in state:
+                break
+            time.sleep(1)
+        assert "JobState=CANCELLED" in state, state
+        for _ in range(15):
+            if all(lab_host(n).run(f"pgrep -f '[/]home/ubuntu/runs/{slow}/code/'").rc == 1 for n in WORKERS):
+                break
+            time.sleep(1)
+        _no_job_process_left(f"[/]home/ubuntu/runs/{slow}/code/")
+    finally:
+        host.run(f"scancel {job_id}")  # a failed test leaves no job holding the nodes

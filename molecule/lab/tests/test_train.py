@@ -1,9 +1,7 @@
 """Distributed training across the lab's workers: success, refusal, bad specs, a killed rank."""
 
 import json
-import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -12,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 
-from labtest import ANSIBLE_PLAYBOOK, ROOT, lab_host, prometheus_query, run_playbook  # noqa: E402
+from labtest import ROOT, lab_host, prometheus_query, run_playbook, start_playbook, training_worker  # noqa: E402
 
 testinfra_hosts = ["ansible://cpu2"]
 
@@ -81,23 +79,9 @@ def _scraped_steps(job_id, launcher, timeout=60):
 
 def test_a_killed_rank_stops_the_job_within_60s(host):
     name = "lab-fault"
-    argv = [ANSIBLE_PLAYBOOK, "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(ROOT / "playbooks/train.yml"),
-            "-e", _job(name, hparams={"epochs": 60, "step_sleep": 0.05}), "-e", "force=true"]
-    launcher = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    worker = ""
-    deadline = time.time() + 240
-    while time.time() < deadline and not worker and launcher.poll() is None:
-        with host.sudo():  # the ops user's home is closed to the connection user
-            # [-]u: the pattern does not match the shell that runs pgrep.
-            found = host.run(f"pgrep -f '[-]u /home/ubuntu/runs/{name}/code/'")
-            log = host.run(f"grep -c 'epoch=' /home/ubuntu/runs/{name}/node.log")
-        if found.rc == 0 and log.stdout.strip() not in ("", "0"):
-            worker = found.stdout.split()[0]
-        else:
-            time.sleep(1)
-    if not worker:
-        launcher.kill()
-        pytest.fail(f"the job's rank on cpu2 never started training:\n{launcher.communicate()[0][-3000:]}")
+    launcher = start_playbook("playbooks/train.yml", "-e", _job(name, hparams={"epochs": 60, "step_sleep": 0.05}),
+                              "-e", "force=true")
+    worker = training_worker(host, name, launcher)
     # While it trains, its progress counter rises in Prometheus between two scrapes (5 s apart in the lab).
     _scraped_steps(name, launcher)
     with host.sudo():
