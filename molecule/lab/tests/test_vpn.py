@@ -264,10 +264,10 @@ def test_rotation_gives_every_host_a_new_key_without_a_gap_in_cross_site_traffic
     assert f"PublicKey = {after['head']}" in (state / "vpn-clients" / "laptop.conf").read_text()
 
 
-@pytest.mark.parametrize("limit", [[], ["--limit", "cpu1"]], ids=["all", "limit-cpu1"])
-def test_the_vpn_play_changes_nothing_on_a_converged_lab(limit):
-    """Also with --limit: the members outside the run keep their place in the host's configuration."""
-    run = run_playbook("playbooks/vpn.yml", *limit)
+def test_the_vpn_play_limited_to_one_host_changes_nothing_on_a_converged_lab():
+    """With --limit, the members outside the run keep their place in the host's configuration (the lab's
+    idempotence stage shows the whole run changes nothing)."""
+    run = run_playbook("playbooks/vpn.yml", "--limit", "cpu1")
     assert run.returncode == 0, run.stdout + run.stderr
     assert "changed=0" in run.stdout and "changed=1" not in run.stdout, run.stdout
     assert "failed=0" in run.stdout
