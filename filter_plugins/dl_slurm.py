@@ -57,6 +57,8 @@ def dl_slurm_node(facts, name, address, gpu_count=0, gpu_vendor="", memory_reser
     vendor = str(gpu_vendor or "")
     return {
         "name": str(name),
+        # slurmd finds its line by the host's short name: NodeHostname when it differs from the inventory's.
+        "hostname": str(facts.get("hostname") or name),
         "address": str(address),
         "cpus": sockets * cores * threads,
         "sockets": sockets,
@@ -71,7 +73,9 @@ def dl_slurm_node(facts, name, address, gpu_count=0, gpu_vendor="", memory_reser
 
 def dl_slurm_node_line(node) -> str:
     """The NodeName line of slurm.conf for a node from dl_slurm_node."""
-    line = (f"NodeName={node['name']} NodeAddr={node['address']} CPUs={node['cpus']} Sockets={node['sockets']} "
+    hostname = node.get("hostname") or node["name"]
+    line = (f"NodeName={node['name']}" + (f" NodeHostname={hostname}" if hostname != node["name"] else "") +
+            f" NodeAddr={node['address']} CPUs={node['cpus']} Sockets={node['sockets']} "
             f"CoresPerSocket={node['cores_per_socket']} ThreadsPerCore={node['threads_per_core']} "
             f"RealMemory={node['real_memory']}")
     if node.get("gpus"):
@@ -146,6 +150,11 @@ def dl_slurmd_mismatch(node, slurmd_c_output) -> list[str]:
         return [f"host {node['name']}: slurmd -C printed no NodeName line, so the node's hardware cannot be "
                 "checked; run slurmd -C on the host"]
     problems = []
+    hostname = node.get("hostname") or node["name"]
+    if found.get("NodeName", hostname) != hostname:
+        problems.append(f"host {node['name']}: slurmd -C calls this host {found['NodeName']} but its facts say "
+                        f"{hostname}, so slurmd would not find its line in slurm.conf; gather facts again after "
+                        "changing the host name")
     for key, field in (("cpus", "CPUs"), ("sockets", "Sockets"), ("cores_per_socket", "CoresPerSocket"),
                        ("threads_per_core", "ThreadsPerCore"), ("real_memory", "RealMemory")):
         if field in found and int(node[key]) > int(found[field]):
@@ -214,7 +223,9 @@ def dl_slurm_batch_script(job, nodes, plan_hosts, run_dir, env_path, script, hpa
         f"cd {quote(run_dir)}",
         f"echo \"dlcluster: job {job['id']} on $SLURM_JOB_NODELIST, rendezvous at $DL_RDZV_ENDPOINT\"",
         "# One task per node holding every CPU the job has there: torchrun starts the node's processes.",
-        "exec srun --kill-on-bad-exit=1 --nodes=\"$SLURM_JOB_NUM_NODES\" --ntasks-per-node=1 \\",
+        "# (--ntasks overrides the job's SLURM_NTASKS, which srun would otherwise inherit.)",
+        "exec srun --kill-on-bad-exit=1 --nodes=\"$SLURM_JOB_NUM_NODES\" --ntasks=\"$SLURM_JOB_NUM_NODES\" \\",
+        "  --ntasks-per-node=1 \\",
         "  --cpus-per-task=$(( SLURM_NTASKS_PER_NODE * SLURM_CPUS_PER_TASK )) \\",
         f"  bash -c {quote(_srun_task(job, nproc, run_dir, env_path, script, hparams))} dlcluster-task",
         "",
@@ -225,14 +236,15 @@ def dl_slurm_batch_script(job, nodes, plan_hosts, run_dir, env_path, script, hpa
 def _srun_task(job, nproc, run_dir, env_path, script, hparams) -> str:
     """What each srun task runs: the host's CPU settings and the node's, then torchrun (its output in node.log,
     its exit code in exit_code)."""
-    torchrun = [f"{env_path}/bin/torchrun", "--nnodes=$SLURM_JOB_NUM_NODES", f"--nproc-per-node={nproc}",
-                "--rdzv-backend=c10d", "--rdzv-id=$SLURM_JOB_ID", "--rdzv-endpoint=$DL_RDZV_ENDPOINT",
-                "--max-restarts=0", "--local-addr=$DL_LOCAL_ADDR", "--log-dir", f"{run_dir}/logs", "--redirects", "3", "--tee", "3",
-                f"{run_dir}/code/{script}", *map(str, job.get("args", [])), "--hparams", hparams]
     # Slurm's variables, DL_RDZV_ENDPOINT (exported by the batch script; srun passes it on) and the node's
     # DL_LOCAL_ADDR (its slurm-env.sh: the node's cluster address, so that no name is looked up) are expanded by
-    # this bash, inside the task.
-    command = " ".join(part if "$" in part else shlex.quote(part) for part in torchrun)
+    # this bash, inside the task; every other word (paths, the job's own args) is quoted.
+    expanded = ["--nnodes=$SLURM_JOB_NUM_NODES", "--rdzv-id=$SLURM_JOB_ID", "--rdzv-endpoint=$DL_RDZV_ENDPOINT",
+                "--local-addr=$DL_LOCAL_ADDR"]
+    quoted = [f"--nproc-per-node={nproc}", "--rdzv-backend=c10d", "--max-restarts=0", "--log-dir", f"{run_dir}/logs",
+              "--redirects", "3", "--tee", "3", f"{run_dir}/code/{script}", *map(str, job.get("args", [])),
+              "--hparams", hparams]
+    command = " ".join([shlex.quote(f"{env_path}/bin/torchrun"), *expanded, *map(shlex.quote, quoted)])
     # The node's log (node.log, as with the direct backend) keeps torchrun's report of a failed rank.
     run = shlex.quote(run_dir)
     return (f"set -a; [ -f /etc/dlcluster/cpu.env ] && . /etc/dlcluster/cpu.env; . {run}/slurm-env.sh; set +a; "
@@ -288,12 +300,18 @@ def dl_slurm_job_resources(job, group_hosts, sinfo_text) -> dict:
         problems.append(f"the job's hosts ({len(hosts)}) are more than the {len(members)} nodes of partition "
                         f"{partition}; choose fewer hosts or a larger partition")
     nproc = job.get("processes_per_node", 1)
-    gpus_per_node = len(job["gpus"]) if job.get("gpus") is not None else (
-        min(r["gpus"] for r in members) if nproc == "gpu" else 0)
-    if nproc == "gpu":
-        nproc = gpus_per_node
     smallest_cpus = min(r["cpus"] for r in members)
     fewest_gpus = min(r["gpus"] for r in members)
+    # The GPUs the node's processes use: those named, else one per process (all of the node's for "gpu");
+    # on GPU nodes an integer processes_per_node gets its GPUs allocated too (cgroups hide the others).
+    if job.get("gpus") is not None:
+        gpus_per_node = len(job["gpus"])
+    elif nproc == "gpu":
+        gpus_per_node = fewest_gpus
+    else:
+        gpus_per_node = min(int(nproc), fewest_gpus)
+    if nproc == "gpu":
+        nproc = gpus_per_node
     if isinstance(nproc, int) and nproc > smallest_cpus:
         problems.append(f"job field processes_per_node is {nproc} but a node of partition {partition} has "
                         f"{smallest_cpus} CPUs; use at most {smallest_cpus}")

@@ -456,6 +456,19 @@ def dl_wireguard_mtu(underlay_mtu, underlay_ipv6=False) -> int:
     return result
 
 
+def dl_ipsec_ike_sa_ids(lines) -> list:
+    """The unique ids ("#3") of the established IKE SAs in ``swanctl --list-sas`` output lines.
+
+    An IKE SA's line starts at column 0 ("dl-cpu2: #3, ESTABLISHED, IKEv2, ..."); its CHILD SAs are indented.
+    """
+    ids = []
+    for line in lines or []:
+        match = re.match(r"^\S+: (#\d+), ESTABLISHED,", line)
+        if match:
+            ids.append(match.group(1))
+    return ids
+
+
 class FilterModule:
     """dlcluster VPN filters."""
 
@@ -473,4 +486,5 @@ class FilterModule:
             "dl_vpn_clients": dl_vpn_clients,
             "dl_vpn_client_problems": dl_vpn_client_problems,
             "dl_wireguard_key_problem": dl_wireguard_key_problem,
+            "dl_ipsec_ike_sa_ids": dl_ipsec_ike_sa_ids,
         }

@@ -79,6 +79,15 @@ def test_slurmd_mismatch_names_what_would_drain_the_node():
     assert "slurmd -C printed no NodeName line" in dl_slurmd_mismatch(node, "")[0]
 
 
+def test_a_host_named_otherwise_than_in_the_inventory_gets_its_node_hostname_and_is_checked():
+    node = dl_slurm_node({**FACTS, "hostname": "rack3-gpu1"}, "gpu1", "10.0.0.11")
+    assert dl_slurm_node_line(node).startswith("NodeName=gpu1 NodeHostname=rack3-gpu1 NodeAddr=10.0.0.11 ")
+    found = "NodeName=rack3-gpu1 CPUs=64 Boards=1 SocketsPerBoard=2 CoresPerSocket=16 ThreadsPerCore=2\n"
+    assert dl_slurmd_mismatch(node, found) == []
+    renamed = dl_slurmd_mismatch(node, found.replace("rack3-gpu1", "gpu-old"))
+    assert renamed and "slurmd -C calls this host gpu-old but its facts say rack3-gpu1" in renamed[0]
+
+
 def test_job_state_parsed_from_scontrol():
     text = ("JobId=12 JobName=pytorch-ddp-mnist UserId=ubuntu(1000) JobState=FAILED Reason=NonZeroExitCode "
             "ExitCode=1:0 NodeList=cpu[1-2] Command=/home/ubuntu/runs/x/job.sbatch Comment=\"a b\"\n")
@@ -112,7 +121,8 @@ def test_batch_script_starts_one_torchrun_per_node_with_the_first_node_as_rendez
     assert script.startswith("#!/bin/bash\n")
     assert "declare -A ADDRESS=([cpu1]=10.0.0.2 [cpu2]=10.0.0.3)" in script
     assert 'export DL_RDZV_ENDPOINT="${ADDRESS[$first]}:29511"' in script
-    assert 'srun --kill-on-bad-exit=1 --nodes="$SLURM_JOB_NUM_NODES" --ntasks-per-node=1' in script
+    assert ('srun --kill-on-bad-exit=1 --nodes="$SLURM_JOB_NUM_NODES" --ntasks="$SLURM_JOB_NUM_NODES" \\\n'
+            '  --ntasks-per-node=1 \\\n') in script
     assert "--cpus-per-task=$(( SLURM_NTASKS_PER_NODE * SLURM_CPUS_PER_TASK ))" in script
     for part in ("--nproc-per-node=2", "--rdzv-id=$SLURM_JOB_ID", "--local-addr=$DL_LOCAL_ADDR",
                  "/home/u/runs/ddp/code/train.py", "'\"'\"'a b'\"'\"'"):
@@ -131,12 +141,15 @@ def test_filter_module_exports_every_filter():
 def test_batch_script_is_valid_bash_and_its_task_too(tmp_path):
     import shlex
     import subprocess
-    job = {"id": "ddp", "framework": "pytorch", "processes_per_node": "gpu", "master_port": 29500, "args": []}
+    job = {"id": "ddp", "framework": "pytorch", "processes_per_node": "gpu", "master_port": 29500,
+           "args": ["--tag=$HOME"]}
     script = dl_slurm_batch_script(job, 2, {"cpu1": {"address": "10.0.0.2"}}, "/r", "/e", "t.py", "/r/h.conf")
     assert subprocess.run(["bash", "-n"], input=script, text=True, check=False).returncode == 0
     task = shlex.split(script.split("bash -c ", 1)[1])[0]
     assert subprocess.run(["bash", "-n", "-c", task], check=False).returncode == 0
     assert "--nproc-per-node=gpu" in task and "tee -a /r/node.log; code=${PIPESTATUS[0]}" in task
+    # The job's own args reach the script as written; only Slurm's and the node's variables are expanded.
+    assert "'--tag=$HOME'" in task and "--rdzv-endpoint=$DL_RDZV_ENDPOINT" in task
 
 
 SINFO = "cpu1|workers*|8|(null)|idle\ncpu2|workers*|8|(null)|mixed\ngpu1|gpu|64|gpu:4(S:0-1)|idle\n"
@@ -150,6 +163,10 @@ def test_job_resources_take_the_partition_named_like_the_hosts_and_split_the_cpu
     gpu = dl_slurm_job_resources({"hosts": "trainers", "processes_per_node": "gpu", "gpus": None,
                                   "partition": "gpu"}, ["gpu1"], SINFO)
     assert (gpu["ntasks_per_node"], gpu["gpus_per_node"], gpu["cpus_per_task"], gpu["problems"]) == (4, 4, 16, [])
+    # An integer processes_per_node on GPU nodes gets its GPUs allocated (one each, at most the node's).
+    two = dl_slurm_job_resources({"hosts": "gpu", "processes_per_node": 2, "gpus": None, "partition": "gpu"},
+                                 ["gpu1"], SINFO)
+    assert (two["ntasks_per_node"], two["gpus_per_node"], two["cpus_per_task"]) == (2, 2, 32)
     # No partition named like the hosts: Slurm's default partition.
     assert dl_slurm_job_resources({**job, "hosts": "trainers"}, ["cpu1", "cpu2"], SINFO)["partition"] == "workers"
 

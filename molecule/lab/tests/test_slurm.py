@@ -97,6 +97,9 @@ def test_ddp_sample_through_slurm_reaches_090_with_the_direct_backends_summary(h
     job_id = re.search(r"Slurm job (\d+)", run.stdout).group(1)
     state = host.check_output(f"scontrol show job --oneliner {job_id}")
     assert "JobState=COMPLETED" in state and "NodeList=cpu[1-2]" in state, state
+    # What Slurm allocated is added to the plan once the job ran.
+    assert plan["allocation"] == {"job_id": job_id, "nodes": ["cpu1", "cpu2"], "batch_host": "cpu1",
+                                  "state": "COMPLETED", "exit_code": "0:0"}, plan["allocation"]
     for peer in WORKERS:
         assert list((RUNS / name / peer / "output").glob("metrics-rank*.json")), f"metrics of {peer} missing"
         assert (RUNS / name / peer / "node.log").exists(), f"the log of {peer} was not collected"
@@ -162,13 +165,12 @@ def test_bad_slurm_jobs_are_refused_before_anything_is_submitted(host):
     """Every refusal of dl_slurm_job_resources (partition, processes and GPUs per node, nodes) is unit-tested; here
     the lab's own sinfo refuses a partition Slurm does not have, before anything is submitted. (Too many processes
     per node are refused earlier still, by the checks both backends share: test_train.)"""
-    jobs_before = host.check_output("squeue --noheader --all --states=all --format=%i | wc -l")
     run = run_playbook("playbooks/train.yml", "-e", _job("lab-slurm-bad", partition="nope"))
     output = " ".join((run.stdout + run.stderr).split())
     assert run.returncode != 0 and "job field partition is 'nope', which Slurm does not have" in output, \
         output[-3000:]
     assert "TASK [train : Submit the job" not in run.stdout
-    assert host.check_output("squeue --noheader --all --states=all --format=%i | wc -l") == jobs_before
+    assert host.check_output("squeue --noheader --states=all --name=lab-slurm-bad --format=%i") == ""
 
 
 def test_submit_without_waiting_then_attach_or_cancel(host):
@@ -179,9 +181,10 @@ def test_submit_without_waiting_then_attach_or_cancel(host):
     assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr
     job_id = re.search(r"Slurm job (\d+)", submitted.stdout).group(1)
     assert f"attach={job_id}" in " ".join(submitted.stdout.split())
-    assert "TASK [train : Watch the job in Slurm until it ends]" not in submitted.stdout
+    assert "TASK [train : Watch the Slurm job until it ends]" not in submitted.stdout
     attached = run_playbook("playbooks/train.yml", "-e", _job(name, hparams={"epochs": 1}), "-e", f"attach={job_id}")
     assert attached.returncode == 0, attached.stdout[-3000:] + attached.stderr
+    assert "TASK [train : Watch the Slurm job until it ends]" in attached.stdout
     summary = json.loads((RUNS / name / "summary.json").read_text())
     assert summary["ok"] and {row["host"] for row in summary["ranks"]} == set(WORKERS), summary["message"]
     assert host.check_output(f"scontrol show job --oneliner {job_id}").count("JobState=COMPLETED") == 1
@@ -192,6 +195,12 @@ def test_submit_without_waiting_then_attach_or_cancel(host):
     assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr
     job_id = re.search(r"Slurm job (\d+)", submitted.stdout).group(1)
     try:
+        # The same id again, even forced, while Slurm still holds the job: refused before anything changes.
+        again = run_playbook("playbooks/train.yml", "-e", _job(slow, hparams={"epochs": 60, "step_sleep": 0.05}),
+                             "-e", "force=true", "-e", "wait=false")
+        words = " ".join((again.stdout + again.stderr).split())
+        assert again.returncode != 0 and f"Job {slow} is still in Slurm (job {job_id})" in words, words[-3000:]
+        assert "TASK [train : Submit the job" not in again.stdout
         unknown = run_playbook("playbooks/train.yml", "-e", "cancel=999999")
         assert unknown.returncode != 0 and "Slurm has no job 999999" in unknown.stdout + unknown.stderr
         cancelled = run_playbook("playbooks/train.yml", "-e", f"cancel={job_id}")

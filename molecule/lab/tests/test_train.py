@@ -33,8 +33,20 @@ def test_ddp_sample_across_two_workers_reaches_090():
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr
     summary = json.loads((RUNS / "pytorch-ddp-mnist" / "summary.json").read_text())
     assert summary["ok"] and summary["test_accuracy"] >= 0.90, summary["message"]
-    assert {(row["host"], row["rank"]) for row in summary["ranks"]} == {("cpu1", 0), ("cpu2", 1)} or \
-        {(row["host"], row["rank"]) for row in summary["ranks"]} == {("cpu1", 1), ("cpu2", 0)}
+    # The plan, written before anything started, holds each host's whole start and its global ranks; the
+    # ranks torchrun handed out, read from each rank's own log, are the planned ones.
+    plan = json.loads((RUNS / "pytorch-ddp-mnist" / "plan.json").read_text())
+    assert plan["backend"] == "direct" and plan["world_size"] == 2 and set(plan["hosts"]) == {"cpu1", "cpu2"}
+    for name, entry in plan["hosts"].items():
+        assert entry["argv"][:2] == ["systemd-run", "--unit=dlcluster-job-pytorch-ddp-mnist"], entry["argv"]
+        assert entry["command"] == entry["argv"][-len(entry["command"]):]
+        assert f"--local-addr={entry['address']}" in " ".join(entry["command"]).replace("--local-addr ", "--local-addr=")
+        logs = list((RUNS / "pytorch-ddp-mnist" / name / "logs").rglob("stdout.log"))
+        observed = sorted(int(m.group(1)) for log in logs
+                          for m in re.finditer(r"^rank=(\d+) world_size=", log.read_text(), re.MULTILINE))
+        assert observed == list(range(entry["first_rank"], entry["first_rank"] + entry["nproc"])), (name, observed)
+    assert {(row["host"], row["rank"]) for row in summary["ranks"]} == {
+        (name, entry["first_rank"]) for name, entry in plan["hosts"].items()}
     for name in ("cpu1", "cpu2"):
         assert list((RUNS / "pytorch-ddp-mnist" / name / "output").glob("metrics-rank*.json"))
         assert (RUNS / "pytorch-ddp-mnist" / name / "node.log").exists()

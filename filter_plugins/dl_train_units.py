@@ -1,0 +1,109 @@
+"""How each host of a job starts its ranks (backend direct): one transient systemd unit, its whole command line.
+
+dl_job_plan (dl_train.py) decides what every rank is (its node rank, first global rank, torchrun's arguments or
+TF_CONFIG, its environment). dl_job_units adds, for each host, the complete ``argv`` that host runs: systemd-run
+with the unit's properties and every environment variable, then the wrapper that records the exit status, then
+torchrun or python with the script, its args and the hyper-parameters. playbooks/train.yml writes the result to
+``runs/<job>/plan.json`` before anything starts, and each host runs its ``argv`` as it stands there.
+"""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+from ansible.module_utils.parsing.convert_bool import boolean
+
+# The exit status is written where the supervisor reads it; a unit stopped by the launcher leaves none.
+WRAPPER = '"$@"; code=$?; echo $code > exit_code; exit $code'
+# Seconds systemd gives the ranks between SIGTERM and SIGKILL when the unit is stopped.
+STOP_TIMEOUT_SECONDS = 20
+RUNTIME_KEYS = ("dir", "env_path", "keras_backend", "metrics")
+SETTING_KEYS = ("unit", "user", "script", "textfile_dir", "textfile_group", "timeout_minutes", "args")
+
+
+def _checked(mapping, keys, what) -> dict:
+    if not isinstance(mapping, dict):
+        raise AnsibleFilterError(f"dl_job_units: {what} must be a mapping, got {type(mapping).__name__}")
+    missing = [key for key in keys if key not in mapping]
+    if missing:
+        raise AnsibleFilterError(f"dl_job_units: {what} lacks {', '.join(missing)}")
+    return mapping
+
+
+def _environment(plan_env, runtime, settings, job_id) -> dict:
+    """Every variable the unit's processes get, in the order systemd-run is given them."""
+    env = {
+        "DL_JOB_OUTPUT_DIR": f"{runtime['dir']}/output",
+        "PYTHONUNBUFFERED": "1",
+        "PATH": f"{runtime['env_path']}/bin:/usr/local/bin:/usr/bin:/bin",
+    }
+    env.update({str(key): str(value) for key, value in plan_env.items()})
+    if runtime["keras_backend"]:
+        env["KERAS_BACKEND"] = str(runtime["keras_backend"])
+    if runtime["metrics"]:
+        env["DL_TEXTFILE_DIR"] = str(settings["textfile_dir"])
+        env["DL_JOB_ID"] = str(job_id)
+    return env
+
+
+def _program(plan, entry, runtime, settings) -> list[str]:
+    """What the unit runs: torchrun (PyTorch) or python (TensorFlow), the script, its args, the hyper-parameters."""
+    directory = runtime["dir"]
+    if plan["framework"] == "pytorch":
+        head = [f"{runtime['env_path']}/bin/torchrun", *entry["torchrun_args"],
+                "--log-dir", f"{directory}/logs", "--redirects", "3", "--tee", "3"]
+    else:
+        head = [f"{runtime['env_path']}/bin/python"]
+    return [*head, f"{directory}/code/{settings['script']}", *map(str, settings["args"]),
+            "--hparams", f"{directory}/hparams.conf"]
+
+
+def _systemd_run(runtime, settings, env) -> list[str]:
+    directory = runtime["dir"]
+    argv = [
+        "systemd-run", f"--unit={settings['unit']}", f"--uid={settings['user']}", f"--gid={settings['user']}",
+        f"--working-directory={directory}",
+        "--property=EnvironmentFile=-/etc/dlcluster/cpu.env",
+        "--property=KillMode=control-group", f"--property=TimeoutStopSec={STOP_TIMEOUT_SECONDS}",
+        f"--property=RuntimeMaxSec={int(settings['timeout_minutes']) * 60}",
+        f"--property=StandardOutput=append:{directory}/node.log",
+        f"--property=StandardError=append:{directory}/node.log",
+    ]
+    if runtime["metrics"]:
+        # Job metrics (textfile collector): the ranks write their progress, the writer the host's state before
+        # the ranks start and after they end.
+        argv += [f"--property=SupplementaryGroups={settings['textfile_group']}",
+                 f"--property=ExecStartPre={directory}/job-metrics start",
+                 f"--property=ExecStopPost={directory}/job-metrics stop"]
+    return argv + [f"--setenv={key}={value}" for key, value in env.items()]
+
+
+def dl_job_units(plan, runtime, settings) -> dict:
+    """The plan with each host's complete start: {unit, dir, environment, command, argv} added to its entry.
+
+    `runtime` holds, by host, what only the host knows: its job directory (``dir``), the environment's path
+    (``env_path``) and Keras backend (``keras_backend``), and whether it reports job metrics (``metrics``).
+    `settings` holds what all hosts share: the unit's name, the user, the script's file name, the textfile
+    collector's directory and group, the spec's timeout_minutes and args.
+    """
+    if not isinstance(plan, dict) or not isinstance(plan.get("hosts"), dict):
+        raise AnsibleFilterError("dl_job_units: the plan must come from dl_job_plan")
+    _checked(settings, SETTING_KEYS, "the settings")
+    hosts = {}
+    for host, entry in plan["hosts"].items():
+        if host not in (runtime or {}):
+            raise AnsibleFilterError(f"dl_job_units: host {host} of the plan has no runtime settings")
+        mine = dict(_checked(runtime[host], RUNTIME_KEYS, f"the runtime settings of {host}"))
+        mine["metrics"] = boolean(mine["metrics"], strict=False)
+        env = _environment(entry["env"], mine, settings, plan["job_id"])
+        command = _program(plan, entry, mine, settings)
+        argv = _systemd_run(mine, settings, env) + ["/bin/sh", "-c", WRAPPER, "dlcluster-job"] + command
+        hosts[host] = {**entry, "unit": settings["unit"], "dir": mine["dir"], "environment": env,
+                       "command": command, "argv": argv}
+    return {**plan, "hosts": hosts}
+
+
+class FilterModule:
+    """dlcluster: each host's start of a job."""
+
+    def filters(self):
+        return {"dl_job_units": dl_job_units}
