@@ -147,12 +147,17 @@ def test_reboot_play_reboots_what_needs_it_and_holds_a_busy_host(busy_cpu2):
 
 
 def test_forced_reboot_of_the_busy_host(busy_cpu2):
+    """Forced: cpu2 reboots despite its job. It was left drained by an interrupted run of the play (our reason):
+    this run takes it back once it is up again."""
     started = pid1_start("cpu2")
     sudo_run("cpu2", "echo '*** System restart required ***' > /var/run/reboot-required")
+    assert sudo_run("head", "scontrol update NodeName=cpu2 State=DRAIN "
+                            "Reason='dlcluster reboot (playbooks/reboot.yml)'").rc == 0
     run = run_playbook("playbooks/reboot.yml", "--limit", "cpu2", "-e", "reboot_force=true")
     assert run.returncode == 0, run.stdout + run.stderr
     assert pid1_start("cpu2") != started
     assert lab_host("cpu2").run("systemctl is-active dlcluster-job-rebootprobe").stdout.strip() != "active"
+    assert lab_host("head").check_output("sinfo --noheader --Node --nodes cpu2 --format '%T %E'") == "idle none"
 
 
 def test_a_broken_detector_stops_the_reboot_play_before_any_reboot():
