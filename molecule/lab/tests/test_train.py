@@ -89,6 +89,15 @@ def _scraped_steps(job_id, launcher, timeout=60):
     return values
 
 
+def test_the_roles_argument_spec_is_enforced_before_the_spec_is_read():
+    run = run_playbook("playbooks/train.yml", "-e", "job=jobs/pytorch-ddp-mnist.yml",
+                       "-e", json.dumps({"train_poll_seconds": "often"}))
+    output = " ".join((run.stdout + run.stderr).split())
+    assert run.returncode != 0
+    assert "Validating arguments against arg spec 'main'" in output and "train_poll_seconds" in output, output[-3000:]
+    assert "TASK [train : Read the job spec]" not in run.stdout
+
+
 def test_a_killed_rank_stops_the_job_within_60s(host):
     name = "lab-fault"
     launcher = start_playbook("playbooks/train.yml", "-e", _job(name, hparams={"epochs": 60, "step_sleep": 0.05}),
