@@ -199,43 +199,77 @@ def dl_slurm_failed_nodes(output) -> list[dict]:
 
 
 def dl_slurm_batch_script(job, nodes, plan_hosts, run_dir, env_path, script, hparams) -> str:
-    """The sbatch script of a PyTorch job: srun starts torchrun once per node, c10d rendezvous on the first node.
+    """The sbatch script of a job: srun starts one task per node.
+
+    PyTorch: each task runs torchrun, with the c10d rendezvous on the first allocated node. TensorFlow: each task
+    runs the script with its node's TF_CONFIG (from the node's slurm-env.sh); the batch script first checks that
+    Slurm allocated exactly the planned hosts, since TF_CONFIG names them. Under parameter_server the chief decides:
+    when it succeeds, its task tells the step's other tasks (ps, workers, which serve until stopped) to stop.
 
     `job` is the normalised spec (dl_job_spec), `nodes` the job's node count, `plan_hosts` the direct plan's
     hosts (their addresses and environment, by host name), `run_dir` the job's directory on every node,
     `env_path` the environment's path, `script` the script's file name and `hparams` the hyper-parameters' path.
     """
-    if job.get("framework") != "pytorch":
-        raise AnsibleFilterError(f"dl_slurm_batch_script: backend slurm runs framework pytorch; job "
-                                 f"{job.get('id')} is {job.get('framework')}")
-    nproc = job.get("processes_per_node", 1)
-    port = job.get("master_port") or 29500
+    framework = job.get("framework")
+    if framework not in ("pytorch", "tensorflow"):
+        raise AnsibleFilterError(f"dl_slurm_batch_script: job {job.get('id')} has framework {framework!r}; "
+                                 "the Slurm backend runs pytorch and tensorflow")
     quote = shlex.quote
     lines = [
         "#!/bin/bash",
         f"# dlcluster job {job['id']}: written by playbooks/train.yml (backend slurm); sbatch runs it on the first",
-        "# allocated node. srun starts one torchrun per node; torchrun's c10d rendezvous runs on that first node.",
+        "# allocated node. srun starts one task per node: " + (
+            "torchrun, whose c10d rendezvous runs on that first node." if framework == "pytorch"
+            else "the script, with the node's TF_CONFIG from the plan."),
         "set -euo pipefail",
-        "# Each node's cluster address and settings, from the inventory (no name lookup).",
-        "declare -A ADDRESS=(" + " ".join(f"[{h}]={quote(v['address'])}" for h, v in sorted(plan_hosts.items())) + ")",
-        f'first=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
-        f'export DL_RDZV_ENDPOINT="${{ADDRESS[$first]}}:{port}"',
-        f"cd {quote(run_dir)}",
-        f"echo \"dlcluster: job {job['id']} on $SLURM_JOB_NODELIST, rendezvous at $DL_RDZV_ENDPOINT\"",
-        "# One task per node holding every CPU the job has there: torchrun starts the node's processes.",
+    ]
+    if framework == "pytorch":
+        port = job.get("master_port") or 29500
+        lines += [
+            "# Each node's cluster address, from the inventory (no name lookup).",
+            "declare -A ADDRESS=(" + " ".join(f"[{h}]={quote(v['address'])}" for h, v in sorted(plan_hosts.items()))
+            + ")",
+            'first=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+            f'export DL_RDZV_ENDPOINT="${{ADDRESS[$first]}}:{port}"',
+            f"cd {quote(run_dir)}",
+            f"echo \"dlcluster: job {job['id']} on $SLURM_JOB_NODELIST, rendezvous at $DL_RDZV_ENDPOINT\"",
+        ]
+        task = _srun_task(job, job.get("processes_per_node", 1), run_dir, env_path, script, hparams)
+    else:
+        planned = " ".join(sorted(plan_hosts))
+        lines += [
+            "# TF_CONFIG names the planned hosts: Slurm must have allocated exactly those.",
+            f"planned={quote(planned)}",
+            'allocated=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | sort | tr "\\n" " " | sed "s/ *$//")',
+            'if [ "$allocated" != "$planned" ]; then',
+            '  echo "dlcluster: Slurm allocated $allocated but the job\'s TF_CONFIG names $planned" >&2',
+            "  exit 1",
+            "fi",
+            f"cd {quote(run_dir)}",
+            f"echo \"dlcluster: job {job['id']} on $SLURM_JOB_NODELIST\"",
+        ]
+        task = _srun_task_tensorflow(job, run_dir, env_path, script, hparams)
+    lines += [
+        "# One task per node holding every CPU the job has there.",
         "# (--ntasks overrides the job's SLURM_NTASKS, which srun would otherwise inherit.)",
         "exec srun --kill-on-bad-exit=1 --nodes=\"$SLURM_JOB_NUM_NODES\" --ntasks=\"$SLURM_JOB_NUM_NODES\" \\",
         "  --ntasks-per-node=1 \\",
         "  --cpus-per-task=$(( SLURM_NTASKS_PER_NODE * SLURM_CPUS_PER_TASK )) \\",
-        f"  bash -c {quote(_srun_task(job, nproc, run_dir, env_path, script, hparams))} dlcluster-task",
+        f"  bash -c {quote(task)} dlcluster-task",
         "",
     ]
     return "\n".join(lines)
 
 
+def _node_settings(run_dir) -> str:
+    """The task's first words: the host's CPU settings, then the node's own (its slurm-env.sh)."""
+    return (f"set -a; [ -f /etc/dlcluster/cpu.env ] && . /etc/dlcluster/cpu.env; . {shlex.quote(run_dir)}/slurm-env.sh; "
+            "set +a; ")
+
+
 def _srun_task(job, nproc, run_dir, env_path, script, hparams) -> str:
-    """What each srun task runs: the host's CPU settings and the node's, then torchrun (its output in node.log,
-    its exit code in exit_code)."""
+    """What each srun task of a PyTorch job runs: the node's settings, then torchrun (its output in node.log, its
+    exit code in exit_code)."""
     # Slurm's variables, DL_RDZV_ENDPOINT (exported by the batch script; srun passes it on) and the node's
     # DL_LOCAL_ADDR (its slurm-env.sh: the node's cluster address, so that no name is looked up) are expanded by
     # this bash, inside the task; every other word (paths, the job's own args) is quoted.
@@ -247,9 +281,37 @@ def _srun_task(job, nproc, run_dir, env_path, script, hparams) -> str:
     command = " ".join([shlex.quote(f"{env_path}/bin/torchrun"), *expanded, *map(shlex.quote, quoted)])
     # The node's log (node.log, as with the direct backend) keeps torchrun's report of a failed rank.
     run = shlex.quote(run_dir)
-    return (f"set -a; [ -f /etc/dlcluster/cpu.env ] && . /etc/dlcluster/cpu.env; . {run}/slurm-env.sh; set +a; "
-            f"{command} 2>&1 | tee -a {run}/node.log; code=${{PIPESTATUS[0]}}; echo $code > {run}/exit_code; "
-            "exit $code")
+    return (f"{_node_settings(run_dir)}{command} 2>&1 | tee -a {run}/node.log; code=${{PIPESTATUS[0]}}; "
+            f"echo $code > {run}/exit_code; exit $code")
+
+
+def _srun_task_tensorflow(job, run_dir, env_path, script, hparams) -> str:
+    """What each srun task of a TensorFlow job runs: the node's settings (TF_CONFIG, DL_TF_ROLE), then the script
+    (its output in node.log, its exit code in exit_code).
+
+    Under parameter_server the ps and worker tasks serve until stopped: the chief, once it succeeded, sends the
+    step's tasks SIGUSR1 (scancel --signal); a server's task then ends its script and exits 0. A chief that fails
+    ends the job as FAILED (srun --kill-on-bad-exit stops the others)."""
+    run = shlex.quote(run_dir)
+    command = " ".join(shlex.quote(word) for word in [f"{env_path}/bin/python", f"{run_dir}/code/{script}",
+                                                      *map(str, job.get("args", [])), "--hparams", hparams])
+    if job.get("strategy") != "parameter_server":
+        return (f"{_node_settings(run_dir)}{command} >> {run}/node.log 2>&1; code=$?; "
+                f"echo $code > {run}/exit_code; exit $code")
+    return (
+        f"{_node_settings(run_dir)}"
+        'if [ "$DL_TF_ROLE" = chief ]; then '
+        f"trap '' USR1; {command} >> {run}/node.log 2>&1; code=$?; echo $code > {run}/exit_code; "
+        'if [ "$code" -eq 0 ]; then scancel --signal=USR1 "$SLURM_JOB_ID.$SLURM_STEP_ID"; fi; exit $code; '
+        "fi; "
+        f"stopped=0; {command} >> {run}/node.log 2>&1 & pid=$!; "
+        "trap 'stopped=1; kill -TERM $pid 2>/dev/null' USR1; "
+        'while :; do wait "$pid" && code=0 || code=$?; '
+        'if [ "$code" -gt 128 ] && kill -0 "$pid" 2>/dev/null; then continue; fi; break; done; '
+        'if [ "$stopped" = 1 ]; then '
+        f'echo "dlcluster: the chief succeeded; this $DL_TF_ROLE task stops" >> {run}/node.log; code=0; fi; '
+        f"echo $code > {run}/exit_code; exit $code"
+    )
 
 
 def _sinfo_nodes(text) -> list[dict]:

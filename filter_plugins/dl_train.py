@@ -237,9 +237,6 @@ def _check_backend(job, problems):
             problems.append(f"job field {field} is for backend slurm; drop it or set backend: slurm")
         elif not isinstance(value, str) or not SLURM_NAME_RE.fullmatch(value):
             problems.append(f"job field {field} is {value!r}; give a Slurm {field} name (letters, digits, _.-)")
-    if job["backend"] == "slurm" and job["framework"] == "tensorflow":
-        problems.append("job field backend is slurm but framework is tensorflow; the Slurm backend runs PyTorch "
-                        "jobs (srun torchrun) in this version: run TensorFlow jobs with backend direct")
 
 
 def _check_network(job, problems):

@@ -127,8 +127,8 @@ def test_batch_script_starts_one_torchrun_per_node_with_the_first_node_as_rendez
     for part in ("--nproc-per-node=2", "--rdzv-id=$SLURM_JOB_ID", "--local-addr=$DL_LOCAL_ADDR",
                  "/home/u/runs/ddp/code/train.py", "'\"'\"'a b'\"'\"'"):
         assert part in script
-    with pytest.raises(AnsibleFilterError, match="runs framework pytorch"):
-        dl_slurm_batch_script({**job, "framework": "tensorflow"}, 2, hosts, "/r", "/e", "t.py", "/h")
+    with pytest.raises(AnsibleFilterError, match="the Slurm backend runs pytorch and tensorflow"):
+        dl_slurm_batch_script({**job, "framework": "mxnet"}, 2, hosts, "/r", "/e", "t.py", "/h")
 
 
 def test_filter_module_exports_every_filter():
@@ -183,3 +183,96 @@ def test_job_resources_refuse_what_slurm_cannot_give_naming_the_field(job, hosts
     problems = dl_slurm_job_resources(spec, hosts, SINFO)["problems"]
     assert any(words in problem for problem in problems), problems
     assert "deploy Slurm" in dl_slurm_job_resources(spec, hosts, "")["problems"][0]
+
+
+# ------------------------------------------------------------- TensorFlow through Slurm -----
+
+def _stub(path, body):
+    path.write_text("#!/bin/bash\n" + body + "\n")
+    path.chmod(0o755)
+
+
+def _tf_node(tmp_path, role, python_body):
+    """A node's job directory and environment: slurm-env.sh (TF_CONFIG, the role, PATH with stubs) and a stub
+    python that runs `python_body`."""
+    run, env, bins = tmp_path / "run", tmp_path / "env", tmp_path / "bin"
+    for directory in (run, env / "bin", bins):
+        directory.mkdir(parents=True, exist_ok=True)
+    _stub(env / "bin" / "python", python_body)
+    _stub(bins / "scancel", f'echo "$@" > {tmp_path}/scancel.args')
+    (run / "slurm-env.sh").write_text(f"TF_CONFIG='{{\"task\": {{\"type\": \"{role}\"}}}}'\nDL_TF_ROLE={role}\n"
+                                      f"PATH={env}/bin:{bins}:/usr/bin:/bin\n")
+    return run, env
+
+
+def _tf_task(job, run, env):
+    import shlex
+    script = dl_slurm_batch_script(job, 2, {"cpu1": {"address": "10.0.0.2"}, "cpu2": {"address": "10.0.0.3"}},
+                                   str(run), str(env), "tf.py", f"{run}/hparams.conf")
+    return script, shlex.split(script.split("bash -c ", 1)[1])[0]
+
+
+TF = {"id": "tfj", "framework": "tensorflow", "strategy": "multi_worker_mirrored", "args": ["--x", "a b"]}
+
+
+def test_tensorflow_task_runs_the_script_with_the_nodes_tf_config_and_records_its_exit(tmp_path):
+    import subprocess
+    run, env = _tf_node(tmp_path, "worker", 'echo "TF_CONFIG=$TF_CONFIG args=$*"; exit 3')
+    _, task = _tf_task(TF, run, env)
+    done = subprocess.run(["bash", "-c", task, "dlcluster-task"], check=False, env={"PATH": "/usr/bin:/bin"})
+    assert done.returncode == 3
+    assert (run / "exit_code").read_text() == "3\n"
+    log = (run / "node.log").read_text()
+    assert 'TF_CONFIG={"task": {"type": "worker"}}' in log and f"args={run}/code/tf.py --x a b --hparams" in log
+
+
+def test_parameter_server_chief_success_tells_the_servers_to_stop(tmp_path):
+    import subprocess
+    ps = {**TF, "strategy": "parameter_server"}
+    run, env = _tf_node(tmp_path, "chief", "echo chief trained; exit 0")
+    _, task = _tf_task(ps, run, env)
+    environment = {"PATH": "/usr/bin:/bin", "SLURM_JOB_ID": "77", "SLURM_STEP_ID": "0"}
+    assert subprocess.run(["bash", "-c", task, "t"], check=False, env=environment).returncode == 0
+    assert (tmp_path / "scancel.args").read_text() == "--signal=USR1 77.0\n"
+    # A failed chief tells nobody (srun --kill-on-bad-exit ends the job as FAILED).
+    (tmp_path / "scancel.args").unlink()
+    _stub(env / "bin" / "python", "exit 1")
+    assert subprocess.run(["bash", "-c", task, "t"], check=False, env=environment).returncode == 1
+    assert not (tmp_path / "scancel.args").exists()
+
+
+def test_parameter_server_task_serves_until_the_step_is_signalled_then_exits_0(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+    ps = {**TF, "strategy": "parameter_server"}
+    run, env = _tf_node(tmp_path, "ps", "echo serving; sleep 60")
+    _, task = _tf_task(ps, run, env)
+    server = subprocess.Popen(["bash", "-c", task, "t"], env={"PATH": "/usr/bin:/bin"}, start_new_session=True)
+    time.sleep(1.0)
+    assert server.poll() is None, "the ps task ended on its own"
+    os.killpg(server.pid, signal.SIGUSR1)  # what scancel --signal=USR1 does to every process of the step
+    assert server.wait(timeout=10) == 0
+    assert (run / "exit_code").read_text() == "0\n"
+    assert "the chief succeeded; this ps task stops" in (run / "node.log").read_text()
+
+
+def test_tensorflow_batch_script_refuses_an_allocation_other_than_the_planned_hosts(tmp_path):
+    import subprocess
+    run, env = _tf_node(tmp_path, "worker", "exit 0")
+    script, _ = _tf_task(TF, run, env)
+    bins = tmp_path / "slurm"
+    bins.mkdir()
+    _stub(bins / "srun", f'echo srun "$@" > {tmp_path}/srun.args')
+    environment = {"PATH": f"{bins}:/usr/bin:/bin", "SLURM_JOB_NODELIST": "x", "SLURM_JOB_NUM_NODES": "2",
+                   "SLURM_NTASKS_PER_NODE": "1", "SLURM_CPUS_PER_TASK": "2"}
+    _stub(bins / "scontrol", "printf 'cpu1\\ncpu3\\n'")
+    refused = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False, env=environment)
+    assert refused.returncode == 1 and "Slurm allocated cpu1 cpu3 but the job's TF_CONFIG names cpu1 cpu2" in \
+        refused.stderr
+    assert not (tmp_path / "srun.args").exists()
+    _stub(bins / "scontrol", "printf 'cpu2\\ncpu1\\n'")
+    started = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False, env=environment)
+    assert started.returncode == 0, started.stderr
+    assert "--ntasks=2 --ntasks-per-node=1 --cpus-per-task=2 bash -c" in (tmp_path / "srun.args").read_text()

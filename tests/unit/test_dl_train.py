@@ -6,6 +6,7 @@ interface facts (ansible_interfaces, ansible_<ifname>).
 """
 
 import json
+from pathlib import Path
 import re
 
 import pytest
@@ -95,7 +96,7 @@ class TestJobSpec:
             "network": None, "backend": "direct", "partition": None, "account": None,
         }
 
-    def test_backend_slurm_takes_a_partition_and_refuses_tensorflow(self):
+    def test_backend_slurm_takes_a_partition_and_both_frameworks(self):
         assert dl_job_spec(job(backend="slurm", partition="workers"))["partition"] == "workers"
         with error_match("job field backend is 'pbs'; use direct"):
             dl_job_spec(job(backend="pbs"))
@@ -103,8 +104,7 @@ class TestJobSpec:
             dl_job_spec(job(partition="workers"))
         with error_match("job field partition is 'a b'; give a Slurm partition name"):
             dl_job_spec(job(backend="slurm", partition="a b"))
-        with error_match("run TensorFlow jobs with backend direct"):
-            dl_job_spec(tf_job(backend="slurm"))
+        assert dl_job_spec(tf_job(backend="slurm"))["backend"] == "slurm"
 
     def test_fields_come_back_in_a_fixed_order(self):
         assert tuple(dl_job_spec(job())) == JOB_FIELDS
@@ -747,3 +747,11 @@ def test_summary_prefers_the_rank_killed_by_a_signal_over_the_first_flag():
                {"host": "b", "outcome": "failed", "exit": "1", "metrics": [], "log_tail": peer}]
     summary = dl_job_summary(PLAN, results, "b failed 1\n")
     assert summary["message"].startswith("Job j failed: host a rank 0 failed (exit 1) - killed by signal 9")
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "jobs").glob("*.yml")),
+                         ids=lambda path: path.name)
+def test_every_sample_job_spec_is_accepted(path):
+    import yaml
+    spec = dl_job_spec(yaml.safe_load(path.read_text()))
+    assert spec["id"] == path.stem and (path.parent.parent / spec["script"]).is_file()
