@@ -182,6 +182,11 @@ def test_submit_without_waiting_then_attach_or_cancel(host):
     job_id = re.search(r"Slurm job (\d+)", submitted.stdout).group(1)
     assert f"attach={job_id}" in " ".join(submitted.stdout.split())
     assert "TASK [train : Watch the Slurm job until it ends]" not in submitted.stdout
+    # Attached with another job's spec: refused, naming both.
+    other = run_playbook("playbooks/train.yml", "-e", _job("lab-slurm-other", hparams={"epochs": 1}), "-e",
+                         f"attach={job_id}")
+    words = " ".join((other.stdout + other.stderr).split())
+    assert other.returncode != 0 and f"Slurm job {job_id} is {name}, not job lab-slurm-other" in words, words[-2000:]
     attached = run_playbook("playbooks/train.yml", "-e", _job(name, hparams={"epochs": 1}), "-e", f"attach={job_id}")
     assert attached.returncode == 0, attached.stdout[-3000:] + attached.stderr
     assert "TASK [train : Watch the Slurm job until it ends]" in attached.stdout
