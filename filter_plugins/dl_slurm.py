@@ -240,7 +240,7 @@ def dl_slurm_batch_script(job, nodes, plan_hosts, run_dir, env_path, script, hpa
         lines += [
             "# TF_CONFIG names the planned hosts: Slurm must have allocated exactly those.",
             f"planned={quote(planned)}",
-            'allocated=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | sort | tr "\\n" " " | sed "s/ *$//")',
+            'allocated=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | LC_ALL=C sort | tr "\\n" " " | sed "s/ *$//")',
             'if [ "$allocated" != "$planned" ]; then',
             '  echo "dlcluster: Slurm allocated $allocated but the job\'s TF_CONFIG names $planned" >&2',
             "  exit 1",
@@ -304,8 +304,8 @@ def _srun_task_tensorflow(job, run_dir, env_path, script, hparams) -> str:
         f"trap '' USR1; {command} >> {run}/node.log 2>&1; code=$?; echo $code > {run}/exit_code; "
         'if [ "$code" -eq 0 ]; then scancel --signal=USR1 "$SLURM_JOB_ID.$SLURM_STEP_ID"; fi; exit $code; '
         "fi; "
-        f"stopped=0; {command} >> {run}/node.log 2>&1 & pid=$!; "
-        "trap 'stopped=1; kill -TERM $pid 2>/dev/null' USR1; "
+        "stopped=0; pid=; trap 'stopped=1; [ -n \"$pid\" ] && kill -TERM \"$pid\" 2>/dev/null' USR1; "
+        f"{command} >> {run}/node.log 2>&1 & pid=$!; "
         'while :; do wait "$pid" && code=0 || code=$?; '
         'if [ "$code" -gt 128 ] && kill -0 "$pid" 2>/dev/null; then continue; fi; break; done; '
         'if [ "$stopped" = 1 ]; then '
@@ -368,7 +368,8 @@ def dl_slurm_job_resources(job, group_hosts, sinfo_text) -> dict:
     # on GPU nodes an integer processes_per_node gets its GPUs allocated too (cgroups hide the others).
     if job.get("gpus") is not None:
         gpus_per_node = len(job["gpus"])
-    elif nproc == "gpu":
+    elif nproc == "gpu" or job.get("framework") == "tensorflow":
+        # TensorFlow runs one process per host that uses every GPU of the host.
         gpus_per_node = fewest_gpus
     else:
         gpus_per_node = min(int(nproc), fewest_gpus)

@@ -456,17 +456,21 @@ def dl_wireguard_mtu(underlay_mtu, underlay_ipv6=False) -> int:
     return result
 
 
-def dl_ipsec_ike_sa_ids(lines) -> list:
-    """The unique ids ("#3") of the established IKE SAs in ``swanctl --list-sas`` output lines.
+def dl_ipsec_ike_sas(lines) -> list:
+    """The IKE SAs in ``swanctl --list-sas`` output lines: [{id ("#7"), state, installed}], in listing order.
 
-    An IKE SA's line starts at column 0 ("dl-cpu2: #3, ESTABLISHED, IKEv2, ..."); its CHILD SAs are indented.
+    An IKE SA's line starts at column 0 ("dl-cpu2: #7, ESTABLISHED, IKEv2, ..."); the indented lines below it are
+    its own, among them its CHILD SAs ("  dl-cpu2: #9, reqid 1, INSTALLED, ..."). ``installed`` says whether one of
+    them is INSTALLED.
     """
-    ids = []
+    sas = []
     for line in lines or []:
-        match = re.match(r"^\S+: (#\d+), ESTABLISHED,", line)
-        if match:
-            ids.append(match.group(1))
-    return ids
+        top = re.match(r"^\S+: (#\d+), ([A-Z_]+),", line)
+        if top:
+            sas.append({"id": top.group(1), "state": top.group(2), "installed": False})
+        elif sas and re.match(r"^\s+\S+: #\d+, reqid \d+, INSTALLED,", line):
+            sas[-1]["installed"] = True
+    return sas
 
 
 class FilterModule:
@@ -486,5 +490,5 @@ class FilterModule:
             "dl_vpn_clients": dl_vpn_clients,
             "dl_vpn_client_problems": dl_vpn_client_problems,
             "dl_wireguard_key_problem": dl_wireguard_key_problem,
-            "dl_ipsec_ike_sa_ids": dl_ipsec_ike_sa_ids,
+            "dl_ipsec_ike_sas": dl_ipsec_ike_sas,
         }

@@ -167,6 +167,10 @@ def test_job_resources_take_the_partition_named_like_the_hosts_and_split_the_cpu
     two = dl_slurm_job_resources({"hosts": "gpu", "processes_per_node": 2, "gpus": None, "partition": "gpu"},
                                  ["gpu1"], SINFO)
     assert (two["ntasks_per_node"], two["gpus_per_node"], two["cpus_per_task"]) == (2, 2, 32)
+    # TensorFlow: one process per host that uses every GPU of the node.
+    tf = dl_slurm_job_resources({"hosts": "gpu", "framework": "tensorflow", "processes_per_node": 1, "gpus": None,
+                                 "partition": "gpu"}, ["gpu1"], SINFO)
+    assert (tf["ntasks_per_node"], tf["gpus_per_node"], tf["cpus_per_task"]) == (1, 4, 64)
     # No partition named like the hosts: Slurm's default partition.
     assert dl_slurm_job_resources({**job, "hosts": "trainers"}, ["cpu1", "cpu2"], SINFO)["partition"] == "workers"
 

@@ -5,7 +5,7 @@ import base64
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from dl_vpn import (FilterModule, dl_ipsec_ike_sa_ids, dl_ipsec_connections, dl_vpn_client_problems, dl_vpn_routes, dl_vpn_clients, dl_vpn_firewall_sources, dl_vpn_members, dl_vpn_problems, dl_vpn_site_address,
+from dl_vpn import (FilterModule, dl_ipsec_ike_sas, dl_ipsec_connections, dl_vpn_client_problems, dl_vpn_routes, dl_vpn_clients, dl_vpn_firewall_sources, dl_vpn_members, dl_vpn_problems, dl_vpn_site_address,
                     dl_wireguard_key_problem, dl_wireguard_mtu, dl_wireguard_peers)
 
 KEY = base64.b64encode(bytes(range(32))).decode()
@@ -169,7 +169,7 @@ def test_every_filter_is_registered():
     assert set(FilterModule().filters()) == {
         "dl_vpn_sites", "dl_vpn_problems", "dl_vpn_members", "dl_vpn_firewall_sources", "dl_vpn_site_address",
         "dl_wireguard_peers", "dl_wireguard_mtu", "dl_wireguard_key_problem", "dl_vpn_clients",
-        "dl_vpn_client_problems", "dl_ipsec_connections", "dl_vpn_routes", "dl_ipsec_ike_sa_ids"}
+        "dl_vpn_client_problems", "dl_ipsec_connections", "dl_vpn_routes", "dl_ipsec_ike_sas"}
 
 
 def test_clients_get_addresses_in_list_order_and_an_absent_one_keeps_its_place():
@@ -295,7 +295,7 @@ def test_site_to_site_needs_one_gateway_per_site(overrides, expected):
     assert dl_vpn_problems(site_to_site(**overrides), NAMES, {"topology": "mesh"}) == []
 
 
-def test_ipsec_ike_sa_ids_reads_the_established_ike_sas_and_not_their_child_sas():
+def test_ipsec_ike_sas_read_every_ike_sa_with_its_state_and_whether_a_child_sa_is_installed():
     listing = """dl-cpu2: #7, ESTABLISHED, IKEv2, 9a2f0c7b3e1d5a44_i* 1b2c3d4e5f607182_r
   local  'head' @ 172.30.0.2[4500]
   remote 'cpu2' @ 172.30.0.4[4500]
@@ -304,7 +304,10 @@ def test_ipsec_ike_sa_ids_reads_the_established_ike_sas_and_not_their_child_sas(
 dl-cpu2: #5, DELETING, IKEv2, 0011223344556677_i 8899aabbccddeeff_r*
   dl-cpu2: #6, reqid 1, INSTALLED, TUNNEL-in-UDP, ESP:AES_GCM_16-256
 dl-cpu2: #4, ESTABLISHED, IKEv2, 1111222233334444_i 5555666677778888_r*
+  dl-cpu2: #8, reqid 1, REKEYED, TUNNEL-in-UDP, ESP:AES_GCM_16-256
 """.splitlines()
-    assert dl_ipsec_ike_sa_ids(listing) == ["#7", "#4"]
-    assert dl_ipsec_ike_sa_ids([]) == []
-    assert dl_ipsec_ike_sa_ids(None) == []
+    assert dl_ipsec_ike_sas(listing) == [{"id": "#7", "state": "ESTABLISHED", "installed": True},
+                                         {"id": "#5", "state": "DELETING", "installed": True},
+                                         {"id": "#4", "state": "ESTABLISHED", "installed": False}]
+    assert dl_ipsec_ike_sas([]) == []
+    assert dl_ipsec_ike_sas(None) == []

@@ -160,6 +160,22 @@ def test_forced_reboot_of_the_busy_host(busy_cpu2):
     assert lab_host("head").check_output("sinfo --noheader --Node --nodes cpu2 --format '%T %E'") == "idle none"
 
 
+def test_a_node_an_interrupted_run_left_drained_is_taken_back_without_a_reboot():
+    """cpu1 rebooted, then the run died before resuming it: the next run finds nothing pending on cpu1 and takes it
+    back; a node drained by an operator stays drained."""
+    started = pid1_start("cpu1")
+    assert sudo_run("head", "scontrol update NodeName=cpu1 State=DRAIN Reason='dlcluster reboot (playbooks/reboot.yml)'"
+                    " && scontrol update NodeName=cpu2 State=DRAIN Reason='operator: disk check'").rc == 0
+    try:
+        run = run_playbook("playbooks/reboot.yml")
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr
+        assert pid1_start("cpu1") == started
+        sinfo = lab_host("head").check_output("sinfo --noheader --Node --nodes cpu1,cpu2 --format '%N %T %E'")
+        assert sinfo.splitlines() == ["cpu1 idle none", "cpu2 drained operator: disk check"], sinfo
+    finally:
+        sudo_run("head", "scontrol update NodeName=cpu1,cpu2 State=RESUME")
+
+
 def test_a_broken_detector_stops_the_reboot_play_before_any_reboot():
     started = {name: pid1_start(name) for name in MEMBERS}
     sudo_run("head", "printf '#!/bin/sh\\nexit 3\\n' > /etc/dlcluster/reboot/needs.d/broken && "
