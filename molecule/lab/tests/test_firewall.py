@@ -21,7 +21,6 @@ sys.path.insert(0, str(ROOT / "filter_plugins"))
 
 from dl_firewall import dl_firewall_fingerprint  # noqa: E402
 
-SSH_AUDIT = str(Path(sys.executable).parent / "ssh-audit")
 # The pinned ssh-audit's package, copied to a member to run the test from there.
 SSH_AUDIT_PACKAGE = importlib.util.find_spec("ssh_audit").submodule_search_locations[0]
 
@@ -141,17 +140,20 @@ def test_dheat_connection_rate_is_throttled_for_members_but_not_the_controller(h
             archive.write(path, f"ssh_audit/{path.name}")
     copied = cpu1.ansible("copy", f"src={bundle} dest=/tmp/ssh-audit.zip mode=0644", check=False, become=True)
     assert not copied.get("failed"), copied
+    # The controller first: the member's connections, throttled, must not hold sshd's MaxStartups slots while the
+    # controller is measured. Unbuffered (-u), so that the count printed before SIGINT is read whole.
+    controller = subprocess.run(["timeout", "-s", "INT", "10", sys.executable, "-u", "-m", "ssh_audit",
+                                 "--conn-rate-test", "4:20", head_address],
+                                capture_output=True, text=True, check=False)
+    from_controller = _completed(controller.stdout)
     member = cpu1.run(f"timeout -s INT 12 env PYTHONPATH=/tmp/ssh-audit.zip python3 -u -m ssh_audit "
                       f"--conn-rate-test 4:20 {head_address}")
     from_member = _completed(member.stdout)
-    controller = subprocess.run(["timeout", "-s", "INT", "6", SSH_AUDIT, "--conn-rate-test", "4:20", head_address],
-                                capture_output=True, text=True, check=False)
-    from_controller = _completed(controller.stdout)
-    print(f"DHEat connection-rate test: cpu1 {from_member} connections in 12 s, controller {from_controller} in 6 s")
+    print(f"DHEat connection-rate test: controller {from_controller} connections in 10 s, cpu1 {from_member} in 12 s")
+    # 10 s from the controller at up to 20/s: nothing throttled (the firewall would let 10 + 10 through).
+    assert from_controller >= 60, f"only {from_controller} connections from the controller in 10 s"
     # 12 s from a member: at most the burst of 10 plus 1 a second (and the odd retried SYN).
     assert 1 <= from_member <= 10 + 12 + 5, f"{from_member} connections from cpu1 in 12 s"
-    # 6 s from the controller at up to 20/s: nothing throttled.
-    assert from_controller >= 60, f"only {from_controller} connections from the controller in 6 s"
 
 
 # ---------------------------------------------------------------- drift and the rollback, on cpu2 -----
