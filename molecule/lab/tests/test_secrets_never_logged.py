@@ -73,7 +73,8 @@ def rotation(tmp_path_factory):
     extra.chmod(0o600)
     for name, value in new.items():
         (STATE / name).write_text(value + "\n")
-    run = run_playbook("site.yml", "--tags", "pip_mirror,notebooks", "-vvv", "-e", f"@{extra}")
+    # --diff too: the files that hold the secrets change, and their diffs must not show them.
+    run = run_playbook("site.yml", "--tags", "pip_mirror,notebooks", "-vvv", "--diff", "-e", f"@{extra}")
     return old, new, run
 
 
