@@ -209,6 +209,15 @@ def extract_archives(directory: str, files) -> list[str]:
     return done
 
 
+def remove_leftovers(directory: str, files) -> None:
+    """Delete what a killed rclone left behind (its *.partial files) that is not a manifest file."""
+    for folder, _dirs, names in os.walk(directory):
+        for name in names:
+            relative = os.path.relpath(os.path.join(folder, name), directory)
+            if name.endswith(".partial") and relative not in files:
+                os.unlink(os.path.join(folder, name))
+
+
 def switch_current(base: str, version: str) -> bool:
     """Point base/current at version (a relative symlink renamed over the old one); True when it changed."""
     link = os.path.join(base, "current")
@@ -307,6 +316,7 @@ def sync(params: dict, check_mode: bool, module_run) -> dict:
         raise ValueError(f"{params['name']} {version}: {', '.join(corrupt)} from the source do(es) not match the "
                          f"manifest ({algorithm}); nothing was switched, current still points at "
                          f"{kept if kept else 'no version'}")
+    remove_leftovers(staging, files)
     if params["extract"]:
         extract_archives(staging, files)
     os.rename(staging, path)

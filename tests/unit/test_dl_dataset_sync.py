@@ -82,6 +82,8 @@ def test_a_killed_transfer_resumes_without_fetching_the_finished_files_again(tmp
     staging = tmp_path / "data" / "toy" / ".1.partial"
     staging.mkdir(parents=True)
     (staging / "a.bin").write_bytes((source / "a.bin").read_bytes())  # finished before the kill
+    (staging / "sub").mkdir()
+    (staging / "sub" / "b.bin.3f2a9c1d.partial").write_bytes(b"b" * 100)  # cut off by the kill
     seen = []
 
     def counting_run(argv, env):
@@ -92,6 +94,7 @@ def test_a_killed_transfer_resumes_without_fetching_the_finished_files_again(tmp
     result = sync(params(tmp_path, {"type": "local", "path": str(source)}, files), False, counting_run)
     assert result["fetched"] == ["model.tar.gz", "sub/b.bin"]  # a.bin was listed, and rclone left it alone
     assert "a.bin" in seen and result["status"] == "fetched"
+    assert not list((tmp_path / "data" / "toy" / "1").rglob("*.partial"))
 
 
 def test_a_local_change_is_reported_and_left_alone_unless_forced(tmp_path, upstream):

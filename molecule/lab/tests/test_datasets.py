@@ -111,7 +111,7 @@ def test_a_corrupted_upstream_is_refused_naming_the_object_and_current_is_kept()
 
 
 def test_a_killed_transfer_resumes_without_fetching_the_finished_files_again():
-    """Four 4 MiB files straight from upstream to cpu1 at 2 MiB/s, one at a time; the run is killed once the first
+    """Four 4 MiB files straight from upstream to cpu1 at 1 MiB/s, one at a time; the run is killed once the first
     file is complete; the re-run fetches the rest, and upstream never sent a finished file twice."""
     outsider, cpu1 = lab_host("outsider"), lab_host("cpu1")
     names = [f"part-{i}.bin" for i in range(4)]
@@ -132,7 +132,7 @@ def test_a_killed_transfer_resumes_without_fetching_the_finished_files_again():
     with cpu1.sudo():
         cpu1.run("rm -rf /data/datasets/resume")
     slow = start_playbook("playbooks/datasets.yml", "--limit", "cpu1",
-                          "-e", json.dumps({**extra, "datasets_bwlimit": "2M"}))
+                          "-e", json.dumps({**extra, "datasets_bwlimit": "1M"}))
     finished: list = []
     deadline = time.time() + 120
     try:
@@ -153,6 +153,8 @@ def test_a_killed_transfer_resumes_without_fetching_the_finished_files_again():
     gets = upstream_gets(f"{published}/")
     assert all(gets[name] == 1 for name in finished), (finished, gets)
     assert set(gets) == set(names)
+    with cpu1.sudo():  # nothing the killed run left behind went into the version
+        assert cpu1.run("find /data/datasets/resume/current/ -name '*.partial'").stdout.strip() == ""
     with cpu1.sudo():
         cpu1.run("rm -rf /data/datasets/resume")
     with outsider.sudo():
