@@ -288,6 +288,26 @@ def _deterministic_gzip(data: bytes) -> bytes:
     return buffer.getvalue()
 
 
+def _write_atomically(path: str, payload: bytes) -> None:
+    """Write payload to path through a temporary file in the same directory (0644), renamed over it: a reader
+    never sees half a file, and a failed write leaves nothing behind."""
+    folder = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
 def pack_idx(x_train, y_train, x_test, y_test, outdir: str) -> list:
     """Write the four IDX_FILES as NAME.gz into `outdir`; return their paths.
 
@@ -310,20 +330,7 @@ def pack_idx(x_train, y_train, x_test, y_test, outdir: str) -> list:
         header = struct.pack(f">I{array.ndim}I", magic, *array.shape)
         payload = _deterministic_gzip(header + array.tobytes())
         path = os.path.join(outdir, name + ".gz")
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}-", suffix=".tmp", dir=outdir)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(payload)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        _write_atomically(path, payload)
         paths.append(path)
     return paths
 
@@ -418,21 +425,7 @@ def write_metrics(path: str, metrics: dict) -> None:
     """Write `metrics` as JSON to `path` atomically (tmp file + os.replace)."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".metrics-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(metrics, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    _write_atomically(path, (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
 class JobProgress:
