@@ -234,39 +234,16 @@ def test_bad_settings_are_refused_before_anything_changes(host, secrets, extra_v
     assert settings_state(host) == before
 
 
-def test_jupyter_password_login(host, client, head_address, secrets):
-    """A password hash instead of the token: the login form lets the password in, the old token no longer works."""
+def test_own_tls_files_and_a_password_login(host, client, head_address, secrets):
+    """One run with both (one apply, one restore): certificate files of one's own instead of the cluster CA's,
+    served by both nginx sites, and a password hash instead of Jupyter's token, whose login form lets the password
+    in while the old token no longer works. TensorBoard's login still holds. Without them again, both are back on
+    cluster certificates (verified by the system trust store) and the token."""
     password = "verify-password-31c7"
     with host.sudo(OPS_USER):
         hashed = host.check_output(
             f"{ENV}/bin/python -c {shlex.quote(f'from jupyter_server.auth import passwd; print(passwd({password!r}))')}")
     assert hashed.startswith("argon2:")
-    login = (
-        'jar=$(mktemp); url="$1"\n'
-        'curl -s -c "$jar" -o /dev/null "$url/login"\n'
-        "xsrf=$(awk '$6 == \"_xsrf\" {print $7}' \"$jar\")\n"
-        'curl -s -b "$jar" -c "$jar" -o /dev/null --data-urlencode "_xsrf=$xsrf" --data-urlencode "password=$2" '
-        '"$url/login"\n'
-        'curl -s -b "$jar" -o /dev/null -w "%{http_code}" "$url/api/status"; rm -f "$jar"\n'
-    )
-    url = f"https://{head_address}:8888"
-    try:
-        run = run_playbook("playbooks/notebooks.yml", "--limit", "head", "--tags", "jupyter",
-                           "-e", json.dumps({"jupyter_password_hash": hashed, "jupyter_token": ""}))
-        assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
-        assert password not in run.stdout
-        assert client.run(f"bash -c {shlex.quote(login)} login {url} {password}").stdout == "200"
-        assert client.run(f"bash -c {shlex.quote(login)} login {url} wrong-password").stdout == "403"
-        assert http(client, f"{url}/api/status", "-H", f"Authorization: token {secrets['token']}")[0] == 403
-    finally:
-        run = run_playbook("playbooks/notebooks.yml", "--limit", "head", "--tags", "jupyter")
-        assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
-    assert http(client, f"{url}/api/status", "-H", f"Authorization: token {secrets['token']}")[0] == 200
-
-
-def test_tls(host, client, head_address, secrets):
-    """With certificate files of one's own instead of the cluster CA's, both nginx sites serve them and the logins
-    still hold; without them again, both are back on cluster certificates (verified by the system trust store)."""
     tls_dir = "/etc/dlcluster/test-tls"
     with host.sudo():
         host.run_expect([0], f"mkdir -p {tls_dir} && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=head "
@@ -274,15 +251,28 @@ def test_tls(host, client, head_address, secrets):
                              f" && chgrp {OPS_USER} {tls_dir}/key.pem && chmod 0640 {tls_dir}/key.pem")
         certificate = host.file(f"{tls_dir}/cert.pem").content_string
     client.run_expect([0], f"printf %s {shlex.quote(certificate)} > /tmp/notebooks-ca.pem")
-    tls = {"jupyter_tls_cert": f"{tls_dir}/cert.pem", "jupyter_tls_key": f"{tls_dir}/key.pem",
-           "tensorboard_tls_cert": f"{tls_dir}/cert.pem", "tensorboard_tls_key": f"{tls_dir}/key.pem"}
+    settings = {"jupyter_tls_cert": f"{tls_dir}/cert.pem", "jupyter_tls_key": f"{tls_dir}/key.pem",
+                "tensorboard_tls_cert": f"{tls_dir}/cert.pem", "tensorboard_tls_key": f"{tls_dir}/key.pem",
+                "jupyter_password_hash": hashed, "jupyter_token": ""}
     ca = ["--cacert", "/tmp/notebooks-ca.pem"]
+    login = (
+        'jar=$(mktemp); url="$1"\n'
+        'curl -s --cacert /tmp/notebooks-ca.pem -c "$jar" -o /dev/null "$url/login"\n'
+        "xsrf=$(awk '$6 == \"_xsrf\" {print $7}' \"$jar\")\n"
+        'curl -s --cacert /tmp/notebooks-ca.pem -b "$jar" -c "$jar" -o /dev/null --data-urlencode "_xsrf=$xsrf" '
+        '--data-urlencode "password=$2" "$url/login"\n'
+        'curl -s --cacert /tmp/notebooks-ca.pem -b "$jar" -o /dev/null -w "%{http_code}" "$url/api/status"; '
+        'rm -f "$jar"\n'
+    )
+    url = f"https://{head_address}:8888"
     try:
-        run = run_playbook("playbooks/notebooks.yml", "--limit", "head", "-e", json.dumps(tls))
+        run = run_playbook("playbooks/notebooks.yml", "--limit", "head", "-e", json.dumps(settings))
         assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
-        assert http(client, f"https://{head_address}:8888/api/status", *ca,
-                    "-H", f"Authorization: token {secrets['token']}")[0] == 200
-        assert http(client, f"https://{head_address}:8888/api/status", *ca)[0] == 403
+        assert password not in run.stdout
+        assert client.run(f"bash -c {shlex.quote(login)} login {url} {password}").stdout == "200"
+        assert client.run(f"bash -c {shlex.quote(login)} login {url} wrong-password").stdout == "403"
+        assert http(client, f"{url}/api/status", *ca, "-H", f"Authorization: token {secrets['token']}")[0] == 403
+        assert http(client, f"{url}/api/status", *ca)[0] == 403
         assert http(client, f"http://{head_address}:8888/api/status")[0] != 200  # no plain HTTP any more
         assert http(client, f"https://{head_address}:6006/data/runs", *ca,
                     "-u", f"{secrets['user']}:{secrets['password']}")[0] == 200
@@ -294,4 +284,4 @@ def test_tls(host, client, head_address, secrets):
             host.run(f"rm -rf {tls_dir}")
         client.run("rm -f /tmp/notebooks-ca.pem")
     assert http(client, f"https://{head_address}:6006/data/runs", "-u", f"{secrets['user']}:{secrets['password']}")[0] == 200
-    assert http(client, f"https://{head_address}:8888/api/status", "-H", f"Authorization: token {secrets['token']}")[0] == 200
+    assert http(client, f"{url}/api/status", "-H", f"Authorization: token {secrets['token']}")[0] == 200
