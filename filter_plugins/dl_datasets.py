@@ -17,14 +17,21 @@ def dl_datasets_catalogue(builtin: dict, extra: dict | None) -> dict:
     return {**(builtin or {}), **(extra or {})}
 
 
-def _entry_problems(host: str, name: str, entry, data_root: str, credentials: dict) -> list[str]:
+RESERVED = ("current",)
+
+
+def _entry_problems(host: str, name: str, entry, data_root: str, credentials: dict,
+                    check_credentials: bool = True) -> list[str]:
     where = f"Host {host}: datasets catalogue entry {name}"
     if not isinstance(entry, dict):
         return [f"{where} is not a mapping; give it kind, version, source and manifest."]
     problems = []
     if entry.get("kind", "dataset") not in KINDS:
         problems.append(f"{where} has kind {entry.get('kind')!r}; use dataset or model.")
-    if not NAME.match(str(entry.get("version", ""))):
+    if str(entry.get("version", "")) in RESERVED:
+        problems.append(f"{where} has version {entry.get('version')!r}, the name of the `current` symlink; choose "
+                        "another.")
+    elif not NAME.match(str(entry.get("version", ""))):
         problems.append(f"{where} has version {entry.get('version')!r}; give a version such as \"2017\" or \"1\" "
                         "(letters, digits, . _ -).")
     manifest = entry.get("manifest") or {}
@@ -45,21 +52,28 @@ def _entry_problems(host: str, name: str, entry, data_root: str, credentials: di
     target = entry.get("target")
     if target is not None:
         resolved = posixpath.normpath(posixpath.join(data_root, str(target)))
-        if not resolved.startswith(data_root.rstrip("/") + "/"):
+        root = data_root.rstrip("/")
+        if not resolved.startswith(root + "/"):
             problems.append(f"{where} has target {target!r}, which is outside the data root {data_root}; use a "
                             "directory under it (relative, e.g. datasets/mine).")
+        elif resolved in {f"{root}/datasets", f"{root}/models", f"{root}/cache"} or resolved.startswith(f"{root}/cache/"):
+            problems.append(f"{where} has target {target!r}, which is the data root's own datasets/, models/ or "
+                            "cache/; use a directory of its own under it (e.g. datasets/mine).")
     source = entry.get("source") or {}
     kind = source.get("type")
     if kind == "http":
         if not re.match(r"^https?://[^/\s]+/", str(source.get("url", "")) + "/"):
             problems.append(f"{where} has an http source without a url (https://host/path/ of the version).")
+        elif "@" in str(source["url"]).split("/")[2]:
+            problems.append(f"{where} has a user or password in its url, which would be logged; use an S3 source "
+                            "with datasets_s3_credentials, or a server that needs none.")
     elif kind == "s3":
         missing = [key for key in ("endpoint", "bucket") if not source.get(key)]
         if missing:
             problems.append(f"{where} has an s3 source without {' and '.join(missing)}.")
         account = source.get("credentials")
         keys = (credentials or {}).get(account) or {}
-        if not account or not keys.get("access_key_id") or not keys.get("secret_access_key"):
+        if check_credentials and (not account or not keys.get("access_key_id") or not keys.get("secret_access_key")):
             problems.append(f"{where} reads S3 with credentials {account!r}, which datasets_s3_credentials does not "
                             "hold (access_key_id and secret_access_key, from a vault).")
     else:
@@ -68,8 +82,9 @@ def _entry_problems(host: str, name: str, entry, data_root: str, credentials: di
 
 
 def dl_datasets_problems(enabled, catalogue: dict, host: str, accepted=None, credentials=None,
-                         data_root: str = "/data") -> list[str]:
-    """One sentence per problem with a host's datasets_enabled (names the host, the variable and the fix)."""
+                         data_root: str = "/data", check_credentials: bool = True) -> list[str]:
+    """One sentence per problem with a host's datasets_enabled (names the host, the variable and the fix).
+    check_credentials false: the host reads S3 through the cluster cache, whose host needs them instead."""
     if not isinstance(enabled, list):
         return [f"Host {host}: datasets_enabled must be a list of catalogue names (got {enabled!r})."]
     problems = []
@@ -82,7 +97,7 @@ def dl_datasets_problems(enabled, catalogue: dict, host: str, accepted=None, cre
         entry = catalogue[name]
         if not NAME.match(str(name)):
             problems.append(f"Host {host}: datasets catalogue name {name!r} must be lower-case letters, digits, . _ -.")
-        problems += _entry_problems(host, name, entry, data_root, credentials)
+        problems += _entry_problems(host, name, entry, data_root, credentials, check_credentials)
         licence = entry.get("license") if isinstance(entry, dict) else None
         if licence and name not in (accepted or []):
             where = licence.get("url", licence.get("name", "its terms")) if isinstance(licence, dict) else licence
@@ -110,7 +125,8 @@ def dl_datasets_entries(enabled, catalogue: dict, data_root: str, cache_url: str
             source = {"type": "local", "path": posixpath.join(cache_dir, KINDS[kind], name, str(entry["version"]))}
         elif cache_url:
             source = {"type": "http",
-                      "url": f"{cache_url.rstrip('/')}/{KINDS[kind]}/{name}/{entry['version']}/"}
+                      "url": f"{cache_url.rstrip('/')}/{KINDS[kind]}/{name}/{entry['version']}/",
+                      "label": f"the cluster cache {cache_url} (a run fills it only when the cache host is in it)"}
         entries.append({"name": name, "dir_name": base, "kind": kind, "version": str(entry["version"]),
                         "root": root, "files": manifest.get("files") or {},
                         "algorithm": manifest.get("algorithm", "sha256"), "source": source,

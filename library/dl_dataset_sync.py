@@ -15,11 +15,12 @@ description:
     that was killed resumes where it stopped, file by file.
   - Every file is checked against the manifest (sha256 or md5) before anything is switched. A file that does not
     match is deleted from the staging directory and the module fails naming it; C(current) keeps pointing at the
-    version it pointed at. Archives (.tar, .tar.gz, .tgz, .zip) are then extracted beside themselves when
-    I(extract) is true, the staging directory is renamed to the version and C(current) is switched (a new symlink
+    version it pointed at. Archives (.tar, .tar.gz, .tgz, .zip) are then extracted into the version's directory
+    when I(extract) is true (a member that would replace a manifest file is refused), the staging directory is renamed to the version and C(current) is switched (a new symlink
     renamed over the old one).
-  - A version already in place is checked against the manifest on every run. Files that differ (changed locally)
-    are reported and left alone, unless I(force) is true, which fetches them again and replaces them.
+  - A file listed in the manifest that the source does not hold is named as missing (rclone itself skips it).
+  - A version already in place is checked against the manifest on every run (the manifest's files, not what
+    was extracted from them). Files that differ (changed locally) are reported and left alone, unless I(force) is true, which fetches them again and replaces them.
   - A manifest entry without a checksum (an unverified catalogue entry) is checked for presence only.
   - Check mode reports what would be fetched or replaced, and fetches nothing.
 options:
@@ -48,6 +49,7 @@ options:
     description:
       - Where the version's files are. C(type) is C(local) (C(path)), C(http) (C(url) of the version's directory)
         or C(s3) (C(endpoint), C(bucket), C(prefix), C(region), C(provider)); credentials come through I(env).
+        An optional C(label) names the source in messages.
     type: dict
     required: true
   env:
@@ -168,13 +170,32 @@ def rclone_command(rclone: str, source: dict, destination: str, list_file: str, 
             flags += ["--s3-region", source["region"]]
     else:
         raise ValueError(f"unknown source type {kind!r} (local, http or s3)")
-    return [rclone, "copy", remote, destination, "--files-from", list_file, "--no-traverse", "--ignore-existing",
+    # --files-from-raw: names are taken as they are (--files-from would skip names starting with # or ;).
+    return [rclone, "copy", remote, destination, "--files-from-raw", list_file, "--no-traverse",
+            "--ignore-existing",
             "--transfers", str(transfers), "--checkers", str(max(transfers, 4)), "--bwlimit", bwlimit,
             "--retries", "3", "--low-level-retries", "5", "--stats", "0", "--config", "/dev/null"] + flags
 
 
+def where(source: dict) -> str:
+    """The source, in words, for messages."""
+    if source.get("label"):
+        return source["label"]
+    if source.get("type") == "s3":
+        return f"s3 {source.get('endpoint')} bucket {source.get('bucket')} {source.get('prefix') or ''}".rstrip()
+    return str(source.get("url") or source.get("path"))
+
+
 def present(directory: str, names) -> set[str]:
     return {name for name in names if os.path.isfile(os.path.join(directory, name))}
+
+
+def refuse_collisions(archive_name: str, members, files) -> None:
+    """An archive member that would replace one of the manifest's files is refused (the manifest's files stay
+    what was verified)."""
+    for member in members:
+        if os.path.normpath(member) in files:
+            raise ValueError(f"{archive_name}: member {member} would replace the manifest's file of that name")
 
 
 def extract_archives(directory: str, files) -> list[str]:
@@ -186,6 +207,7 @@ def extract_archives(directory: str, files) -> list[str]:
         path = os.path.join(directory, name)
         if name.endswith(".zip"):
             with zipfile.ZipFile(path) as archive:
+                refuse_collisions(name, [m for m in archive.namelist() if not m.endswith("/")], files)
                 root = os.path.realpath(directory)
                 for member in archive.namelist():
                     target = os.path.realpath(os.path.join(directory, member))
@@ -194,6 +216,7 @@ def extract_archives(directory: str, files) -> list[str]:
                 archive.extractall(directory)
         else:
             with tarfile.open(path) as archive:
+                refuse_collisions(name, [m.name for m in archive.getmembers() if not m.isdir()], files)
                 if hasattr(tarfile, "data_filter"):
                     archive.extractall(directory, filter="data")  # refuses absolute paths, .., devices, links out
                 else:  # a Python without PEP 706's filters: the same refusals by hand
@@ -260,6 +283,8 @@ def sync(params: dict, check_mode: bool, module_run) -> dict:
     files, algorithm = params["files"], params["algorithm"]
     base = os.path.join(params["root"], params["name"])
     version = params["version"]
+    if version == "current" or "/" in version or version.startswith("."):
+        raise ValueError(f"{params['name']}: version {version!r} would collide with the layout; choose another")
     path = os.path.join(base, version)
     staging = os.path.join(base, f".{version}.partial")
     result = {"changed": False, "fetched": [], "modified": [], "version_dir": path,
@@ -307,6 +332,11 @@ def sync(params: dict, check_mode: bool, module_run) -> dict:
         return result
     os.makedirs(base, mode=0o755, exist_ok=True)
     result["fetched"] = fetch(module_run, params, staging, files)
+    missing = sorted(set(files) - present(staging, files))
+    if missing:  # rclone skips a listed name the source lacks, and exits 0
+        kept = current_target(base)
+        raise ValueError(f"{params['name']} {version}: {', '.join(missing)} not found at {where(params['source'])}; "
+                         f"nothing was switched, current still points at {kept if kept else 'no version'}")
     corrupt = mismatches(staging, files, algorithm)
     if corrupt:
         for name in corrupt:  # a re-run fetches these again, and only these

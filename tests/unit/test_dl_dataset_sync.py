@@ -87,7 +87,7 @@ def test_a_killed_transfer_resumes_without_fetching_the_finished_files_again(tmp
     seen = []
 
     def counting_run(argv, env):
-        listing = argv[argv.index("--files-from") + 1]
+        listing = argv[argv.index("--files-from-raw") + 1]
         seen.extend(Path(listing).read_text().split())
         return run(argv, env)
 
@@ -125,6 +125,74 @@ def test_an_entry_without_checksums_is_checked_for_presence_only(tmp_path, upstr
     unverified = dict.fromkeys(files)
     result = sync(params(tmp_path, {"type": "local", "path": str(source)}, unverified), False, run)
     assert result["status"] == "fetched" and result["unverified"] == sorted(files)
+
+
+class CountingHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves a directory and counts the GET requests per path."""
+
+    gets: dict = {}
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        CountingHandler.gets[self.path] = CountingHandler.gets.get(self.path, 0) + 1
+        super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def counting_server(upstream):
+    source, _ = upstream
+    CountingHandler.gets = {}
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                             functools.partial(CountingHandler, directory=str(source)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+def test_a_finished_file_is_never_requested_again_even_with_another_mtime(tmp_path, upstream, counting_server):
+    """--ignore-existing: a file rclone finished (same bytes, but the staging copy's time differs from the
+    server's) is not fetched again; rclone's default size-and-time check would fetch it."""
+    source, files = upstream
+    staging = tmp_path / "data" / "toy" / ".1.partial"
+    staging.mkdir(parents=True)
+    (staging / "a.bin").write_bytes((source / "a.bin").read_bytes())
+    os.utime(staging / "a.bin", (1_000_000, 1_000_000))
+    result = sync(params(tmp_path, {"type": "http", "url": counting_server}, files), False, run)
+    assert result["status"] == "fetched" and "a.bin" not in result["fetched"]
+    assert "/a.bin" not in CountingHandler.gets and CountingHandler.gets.get("/sub/b.bin") == 1
+
+
+def test_a_file_the_source_lacks_is_named_as_missing(tmp_path, upstream):
+    source, files = upstream
+    files = {**files, "#notes.txt": None, "gone.bin": None}
+    (source / "#notes.txt").write_text("a name rclone's --files-from would take for a comment\n")
+    src = {"type": "local", "path": str(source), "label": "the cluster cache https://head:8444/"}
+    with pytest.raises(ValueError, match=r"toy 1: gone.bin not found at the cluster cache https://head:8444/; "
+                                         r"nothing was switched, current still points at no version"):
+        sync(params(tmp_path, src, files), False, run)
+    assert (tmp_path / "data" / "toy" / ".1.partial" / "#notes.txt").is_file()
+
+
+def test_an_archive_member_that_would_replace_a_manifest_file_is_refused(tmp_path, upstream):
+    source, files = upstream
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        info = tarfile.TarInfo("a.bin")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"bad"))
+    (source / "model.tar.gz").write_bytes(archive.getvalue())
+    files = {**files, "model.tar.gz": sha256(archive.getvalue())}
+    with pytest.raises(ValueError, match="model.tar.gz: member a.bin would replace the manifest's file"):
+        sync(params(tmp_path, {"type": "local", "path": str(source)}, files), False, run)
+    assert not os.path.lexists(tmp_path / "data" / "toy" / "current")
+
+
+def test_a_version_named_like_the_layout_is_refused(tmp_path, upstream):
+    source, files = upstream
+    with pytest.raises(ValueError, match="version 'current' would collide with the layout"):
+        sync(params(tmp_path, {"type": "local", "path": str(source)}, files, version="current"), False, run)
 
 
 def test_over_http_from_a_real_server(tmp_path, upstream):

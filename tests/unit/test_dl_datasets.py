@@ -100,7 +100,8 @@ def test_entries_come_from_the_cache_the_cache_dir_or_upstream():
     assert upstream[0]["algorithm"] == "md5" and upstream[1]["root"] == "/data/models"
     assert upstream[1]["credentials"] == "lab" and upstream[1]["extract"] is True
     cached = dl_datasets_entries(["toy"], catalogue, "/data", "https://10.0.0.2:8444/")
-    assert cached[0]["source"] == {"type": "http", "url": "https://10.0.0.2:8444/models/toy/1/"}
+    assert cached[0]["source"]["url"] == "https://10.0.0.2:8444/models/toy/1/"
+    assert cached[0]["source"]["type"] == "http" and "the cluster cache" in cached[0]["source"]["label"]
     assert cached[0]["credentials"] is None
     local = dl_datasets_entries(["toy"], catalogue, "/data", "https://10.0.0.2:8444/", "/data/cache")
     assert local[0]["source"] == {"type": "local", "path": "/data/cache/models/toy/1"}
@@ -126,3 +127,17 @@ def test_credentials_go_to_rclones_environment():
     assert dl_datasets_rclone_env(None, CREDENTIALS) == {}
     assert dl_datasets_rclone_env("lab", CREDENTIALS) == {"RCLONE_S3_ACCESS_KEY_ID": "AKID",
                                                          "RCLONE_S3_SECRET_ACCESS_KEY": "SECRET"}
+
+
+def test_layout_names_and_urls_with_a_login_are_refused():
+    assert "the name of the `current` symlink" in problems(["m"], {"m": entry(version="current")})[0]
+    for target in ("datasets", "models/", "cache", "cache/x"):
+        found = problems(["m"], {"m": entry(target=target)})
+        assert found and "the data root's own datasets/, models/ or cache/" in found[0], target
+    found = problems(["m"], {"m": entry(source={"type": "http", "url": "https://me:secret@mirror.lab/x/"})})
+    assert found and "has a user or password in its url" in found[0]
+
+
+def test_hosts_reading_through_the_cache_need_no_s3_credentials():
+    catalogue = {"toy": entry(source=S3)}
+    assert dl_datasets_problems(["toy"], catalogue, "cpu1", None, None, "/data", False) == []
