@@ -254,6 +254,20 @@ def switch_current(base: str, version: str) -> bool:
     return True
 
 
+def discard(directory: str, names) -> None:
+    """Delete these names from directory where they are (a re-run then fetches them, and only them, again)."""
+    for name in names:
+        path = os.path.join(directory, name)
+        if os.path.lexists(path) and not os.path.isdir(path):
+            os.unlink(path)
+
+
+def still_current(base: str) -> str:
+    """The end of a refusal's message: what `current` still points at."""
+    kept = current_target(base)
+    return f"nothing was switched, current still points at {kept if kept else 'no version'}"
+
+
 def current_target(base: str):
     link = os.path.join(base, "current")
     return os.readlink(link) if os.path.islink(link) else None
@@ -299,15 +313,11 @@ def sync(params: dict, check_mode: bool, module_run) -> dict:
         if modified:
             result.update(changed=True, status="replaced")
             if not check_mode:
-                for name in modified:  # fetched afresh, never from an earlier staging copy
-                    if os.path.lexists(os.path.join(staging, name)):
-                        os.unlink(os.path.join(staging, name))
+                discard(staging, modified)  # fetched afresh, never from an earlier staging copy
                 result["fetched"] = fetch(module_run, params, staging, modified)
                 corrupt = mismatches(staging, {name: files[name] for name in modified}, algorithm)
                 if corrupt:
-                    for name in corrupt:
-                        if os.path.isfile(os.path.join(staging, name)):
-                            os.unlink(os.path.join(staging, name))
+                    discard(staging, corrupt)
                     raise ValueError(f"{params['name']} {version}: {', '.join(corrupt)} fetched again from the "
                                      f"source do(es) not match the manifest ({algorithm}); the local copies were "
                                      "left as they were")
@@ -334,18 +344,13 @@ def sync(params: dict, check_mode: bool, module_run) -> dict:
     result["fetched"] = fetch(module_run, params, staging, files)
     missing = sorted(set(files) - present(staging, files))
     if missing:  # rclone skips a listed name the source lacks, and exits 0
-        kept = current_target(base)
         raise ValueError(f"{params['name']} {version}: {', '.join(missing)} not found at {where(params['source'])}; "
-                         f"nothing was switched, current still points at {kept if kept else 'no version'}")
+                         f"{still_current(base)}")
     corrupt = mismatches(staging, files, algorithm)
     if corrupt:
-        for name in corrupt:  # a re-run fetches these again, and only these
-            if os.path.isfile(os.path.join(staging, name)):
-                os.unlink(os.path.join(staging, name))
-        kept = current_target(base)
+        discard(staging, corrupt)  # a re-run fetches these again, and only these
         raise ValueError(f"{params['name']} {version}: {', '.join(corrupt)} from the source do(es) not match the "
-                         f"manifest ({algorithm}); nothing was switched, current still points at "
-                         f"{kept if kept else 'no version'}")
+                         f"manifest ({algorithm}); {still_current(base)}")
     remove_leftovers(staging, files)
     if params["extract"]:
         extract_archives(staging, files)
