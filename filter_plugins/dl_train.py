@@ -37,7 +37,7 @@ except ImportError:  # Ansible loads filter plugins without putting their direct
 JOB_FIELDS = (
     "name", "id", "framework", "strategy", "hosts", "processes_per_node", "script", "args",
     "hparams", "hparams_file", "env", "venv", "gpus", "tf_gpu_memory_fraction", "timeout_minutes",
-    "master_port", "tf_port", "parameter_servers", "network", "backend", "partition", "account",
+    "master_port", "tf_port", "agent_port", "parameter_servers", "network", "backend", "partition", "account",
 )
 # Who starts the ranks: the launcher itself (one systemd unit per host) or Slurm (sbatch, srun).
 BACKENDS = ("direct", "slurm")
@@ -59,6 +59,8 @@ JOB_DEFAULTS = {
     "timeout_minutes": 60,
     "master_port": 29500,
     "tf_port": 23456,
+    # The job's coordinator (roles/train/files/dlcluster-job-agent on the first host; backend direct).
+    "agent_port": 29400,
     "parameter_servers": 1,
     "network": None,
     "backend": "direct",
@@ -349,6 +351,11 @@ def _normalise(spec, defaults=None) -> tuple[dict, list[str]]:
     _int_field(job, problems, "timeout_minutes", 1, what="a number of minutes")
     _int_field(job, problems, "master_port", 1, 65535, what="a TCP port")
     _int_field(job, problems, "tf_port", 1, 65535, what="a TCP port")
+    _int_field(job, problems, "agent_port", 1, 65535, what="a TCP port")
+    job_port = "master_port" if job["framework"] == "pytorch" else "tf_port"
+    if job["agent_port"] == job[job_port] and isinstance(job["agent_port"], int):
+        problems.append(f"job fields agent_port and {job_port} are both {job['agent_port']}; give agent_port "
+                        "another port (the job's coordinator listens there on the first host)")
     _int_field(job, problems, "parameter_servers", 1, what="a number of ps tasks")
     return job, problems
 
@@ -738,6 +745,9 @@ def dl_job_plan(spec, group_hosts, hostvars) -> dict:
         "master_addr": master_addr,
         "master_port": job["master_port"],
         "rdzv_endpoint": rdzv_endpoint,
+        # Backend direct: every host's agent joins the first host's, which coordinates the job.
+        "coordinator": names[0],
+        "agent_endpoint": _endpoint(master_addr, job["agent_port"]),
         "node_order": list(order),
         "tf_cluster": tf_cluster,
         "hparams_text": _hparams_text(job["hparams"]),

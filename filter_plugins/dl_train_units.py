@@ -2,18 +2,24 @@
 
 dl_job_plan (dl_train.py) decides what every rank is (its node rank, first global rank, torchrun's arguments or
 TF_CONFIG, its environment). dl_job_units adds, for each host, the complete ``argv`` that host runs: systemd-run
-with the unit's properties and every environment variable, then the wrapper that records the exit status, then
-torchrun or python with the script, its args and the hyper-parameters. playbooks/train.yml writes the result to
+with the unit's properties and every environment variable, then the job's agent (it records the exit status and
+stops the ranks when the job ends elsewhere; the first host's agent coordinates), then torchrun or python with
+the script, its args and the hyper-parameters. playbooks/train.yml writes the result to
 ``runs/<job>/plan.json`` before anything starts, and each host runs its ``argv`` as it stands there.
 """
 
 from __future__ import annotations
 
+import json
+
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.parsing.convert_bool import boolean
 
-# The exit status is written where the supervisor reads it; a unit stopped by the launcher leaves none.
-WRAPPER = '"$@"; code=$?; echo $code > exit_code; exit $code'
+# Each host's ranks run under the job's agent (roles/train/files/dlcluster-job-agent, copied to the job
+# directory): it writes their exit status where the supervisor reads it, and stops them when the job fails or
+# ends on another host. The first host's agent coordinates the job.
+AGENT = "job-agent"
+PYTHON = "/usr/bin/python3"
 # Seconds systemd gives the ranks between SIGTERM and SIGKILL when the unit is stopped.
 STOP_TIMEOUT_SECONDS = 20
 RUNTIME_KEYS = ("dir", "env_path", "keras_backend", "metrics")
@@ -77,6 +83,17 @@ def _systemd_run(runtime, settings, env) -> list[str]:
     return argv + [f"--setenv={key}={value}" for key, value in env.items()]
 
 
+def _agent(plan, host, entry, runtime) -> list[str]:
+    """The agent's command line: who this host is, where the coordinator listens, what this host decides."""
+    argv = [PYTHON, f"{runtime['dir']}/{AGENT}", "--host", host, "--coordinator", plan["agent_endpoint"],
+            "--role", str(entry["role"])]
+    if entry["decides_outcome"]:
+        argv.append("--decides")
+    if host == plan["coordinator"]:
+        argv += ["--serve", ",".join(plan["hosts"])]
+    return argv + ["--"]
+
+
 def dl_job_units(plan, runtime, settings) -> dict:
     """The plan with each host's complete start: {unit, dir, environment, command, argv} added to its entry.
 
@@ -85,7 +102,7 @@ def dl_job_units(plan, runtime, settings) -> dict:
     `settings` holds what all hosts share: the unit's name, the user, the script's file name, the textfile
     collector's directory and group, the spec's timeout_minutes and args.
     """
-    if not isinstance(plan, dict) or not isinstance(plan.get("hosts"), dict):
+    if not isinstance(plan, dict) or not isinstance(plan.get("hosts"), dict) or "agent_endpoint" not in plan:
         raise AnsibleFilterError("dl_job_units: the plan must come from dl_job_plan")
     _checked(settings, SETTING_KEYS, "the settings")
     hosts = {}
@@ -96,14 +113,30 @@ def dl_job_units(plan, runtime, settings) -> dict:
         mine["metrics"] = boolean(mine["metrics"], strict=False)
         env = _environment(entry["env"], mine, settings, plan["job_id"])
         command = _program(plan, entry, mine, settings)
-        argv = _systemd_run(mine, settings, env) + ["/bin/sh", "-c", WRAPPER, "dlcluster-job"] + command
+        argv = _systemd_run(mine, settings, env) + _agent(plan, host, entry, mine) + command
         hosts[host] = {**entry, "unit": settings["unit"], "dir": mine["dir"], "environment": env,
                        "command": command, "argv": argv}
     return {**plan, "hosts": hosts}
+
+
+def dl_job_verdict(text) -> dict:
+    """The coordinator's job-state.json (its text), or {"state": <what the watch said>} when there is none.
+
+    Returns {state, first_failure, hosts, ...}: state is running, succeeded or failed while the coordinator
+    runs; "unit <systemd state>" before it wrote its file or after it died without one; unknown on no output.
+    """
+    text = str(text or "").strip()
+    try:
+        verdict = json.loads(text) if text else {"state": "unknown"}
+    except ValueError:
+        verdict = {"state": "unknown", "unparsed": text[:200]}
+    if not isinstance(verdict, dict):
+        verdict = {"state": "unknown", "unparsed": text[:200]}
+    return {"first_failure": "", "hosts": {}, **verdict}
 
 
 class FilterModule:
     """dlcluster: each host's start of a job."""
 
     def filters(self):
-        return {"dl_job_units": dl_job_units}
+        return {"dl_job_units": dl_job_units, "dl_job_verdict": dl_job_verdict}

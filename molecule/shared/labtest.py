@@ -100,9 +100,13 @@ def run_playbook(playbook: str, *args: str) -> subprocess.CompletedProcess:
 
 
 def start_playbook(playbook: str, *args: str) -> subprocess.Popen:
-    """Start a repository playbook in the background (output on its stdout), against molecule's inventory."""
+    """Start a repository playbook in the background (output on its stdout), against molecule's inventory.
+
+    It leads its own process group: os.killpg(launcher.pid, ...) ends it with every fork and connection.
+    """
     argv = [ANSIBLE_PLAYBOOK, "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(ROOT / playbook), *args]
-    return subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
 
 
 def training_worker(host, job: str, launcher: subprocess.Popen, seconds: int = 240) -> str:

@@ -92,8 +92,8 @@ class TestJobSpec:
             "name": "mnist", "id": "mnist", "framework": "pytorch", "strategy": "ddp", "hosts": "trainers",
             "processes_per_node": 1, "script": "examples/mnist.py", "args": [], "hparams": {},
             "hparams_file": None, "env": {}, "venv": "py3", "gpus": None, "tf_gpu_memory_fraction": None,
-            "timeout_minutes": 60, "master_port": 29500, "tf_port": 23456, "parameter_servers": 1,
-            "network": None, "backend": "direct", "partition": None, "account": None,
+            "timeout_minutes": 60, "master_port": 29500, "tf_port": 23456, "agent_port": 29400,
+            "parameter_servers": 1, "network": None, "backend": "direct", "partition": None, "account": None,
         }
 
     def test_backend_slurm_takes_a_partition_and_both_frameworks(self):
@@ -201,6 +201,8 @@ class TestJobSpec:
         ({"timeout_minutes": 0}, "job field timeout_minutes is 0; give a number of minutes of at least 1"),
         ({"master_port": 70000}, "job field master_port is 70000; give a TCP port from 1 to 65535"),
         ({"tf_port": "http"}, "job field tf_port is 'http'; give a TCP port"),
+        ({"agent_port": 0}, "job field agent_port is 0; give a TCP port from 1 to 65535"),
+        ({"agent_port": 29500}, "job fields agent_port and master_port are both 29500; give agent_port another"),
         ({"parameter_servers": 0}, "job field parameter_servers is 0"),
         ({"network": "10.0.0.0/33"}, "job field network is '10.0.0.0/33'; give the IPv4 CIDR"),
         ({"network": "fd00::/64"}, "job field network is 'fd00::/64'; give the IPv4 CIDR"),
@@ -485,7 +487,8 @@ class TestPytorchPlan:
         assert plan == {
             "job_id": "mnist-7", "name": "mnist", "framework": "pytorch", "strategy": "ddp",
             "world_size": 2, "nnodes": 2, "master_addr": "10.0.0.1", "master_port": 29500,
-            "rdzv_endpoint": "10.0.0.1:29500", "node_order": ["node0", "node1"], "tf_cluster": {},
+            "rdzv_endpoint": "10.0.0.1:29500", "coordinator": "node0", "agent_endpoint": "10.0.0.1:29400",
+            "node_order": ["node0", "node1"], "tf_cluster": {},
             "hparams_text": "",
             "hosts": {
                 "node0": {"node_rank": 0, "nproc": 1, "first_rank": 0, "address": "10.0.0.1",

@@ -1,12 +1,15 @@
 """Unit tests of filter_plugins/dl_train_units.py: every host's complete start, in the plan."""
 
+import socket
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from ansible.errors import AnsibleFilterError
 
 from dl_train import dl_job_plan
-from dl_train_units import WRAPPER, FilterModule, dl_job_units
+from dl_train_units import FilterModule, dl_job_units, dl_job_verdict
 from test_dl_train import cluster, job, tf_job
 
 SETTINGS = {"unit": "dlcluster-job-mnist", "user": "ubuntu", "script": "mnist.py", "textfile_dir": "/var/lib/tf",
@@ -33,10 +36,16 @@ def test_each_host_gets_its_whole_start_torchrun_with_the_plans_arguments():
         assert entry["environment"]["PATH"].startswith("/home/ubuntu/workspaces/py3/bin:")
         assert [a for a in argv if a.startswith("--setenv=")] == [
             f"--setenv={k}={v}" for k, v in entry["environment"].items()]
-        wrapper = argv.index("/bin/sh")
-        assert argv[wrapper:wrapper + 4] == ["/bin/sh", "-c", WRAPPER, "dlcluster-job"]
+        # The job's agent: this host, the first host's coordinator, the whole job's hosts on the first only.
+        agent = argv.index("/usr/bin/python3")
+        end = argv.index("--", agent)
+        assert argv[agent:end] == [
+            "/usr/bin/python3", "/home/ubuntu/runs/mnist/job-agent", "--host", name,
+            "--coordinator", f"{plan['master_addr']}:29400", "--role", "rank", "--decides",
+            *(["--serve", "node0,node1"] if name == "node0" else [])]
+        assert plan["coordinator"] == "node0"
         # The program: torchrun with the plan's own arguments, the script, the args as given, the hparams.
-        assert argv[wrapper + 4:] == entry["command"]
+        assert argv[end + 1:] == entry["command"]
         assert entry["command"][0] == "/home/ubuntu/workspaces/py3/bin/torchrun"
         assert entry["command"][1:1 + len(plan["hosts"][name]["torchrun_args"])] == plan["hosts"][name]["torchrun_args"]
         assert entry["command"][-6:] == ["/home/ubuntu/runs/mnist/code/mnist.py", "--name", "a b", "$HOME",
@@ -61,24 +70,54 @@ def test_metrics_and_keras_add_their_properties_and_variables():
     assert entry["environment"]["TF_CONFIG"] == plan["hosts"]["node0"]["tf_config"]
 
 
-def test_the_wrapper_records_the_exit_status_and_passes_args_untouched(tmp_path):
-    code = subprocess.run(["/bin/sh", "-c", WRAPPER, "dlcluster-job", "sh", "-c", 'echo "$1" > out; exit 3',
-                           "x", "$HOME a"], cwd=tmp_path, check=False).returncode
+def test_a_parameter_server_jobs_servers_do_not_decide_the_outcome():
+    names, hostvars = cluster("10.0.0.2", "10.0.0.3", "10.0.0.4")
+    plan = dl_job_plan(tf_job(strategy="parameter_server"), names, hostvars)
+    units = dl_job_units(plan, runtime(names), SETTINGS)
+    roles = {name: units["hosts"][name]["argv"][units["hosts"][name]["argv"].index("--role") + 1] for name in names}
+    assert roles == {"node0": "chief", "node1": "ps", "node2": "worker"}
+    assert "--decides" in units["hosts"]["node0"]["argv"]
+    assert "--decides" not in units["hosts"]["node1"]["argv"][:units["hosts"]["node1"]["argv"].index("--")]
+
+
+def test_the_agent_records_the_exit_status_and_passes_args_untouched(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    agent = Path(__file__).resolve().parents[2] / "roles" / "train" / "files" / "dlcluster-job-agent"
+    code = subprocess.run([sys.executable, str(agent), "--host", "h", "--coordinator", f"127.0.0.1:{port}",
+                           "--serve", "h", "--decides", "--",
+                           "sh", "-c", 'echo "$1" > out; exit 3', "x", "$HOME a"], cwd=tmp_path, check=False).returncode
     assert code == 3
     assert (tmp_path / "exit_code").read_text() == "3\n"
     assert (tmp_path / "out").read_text() == "$HOME a\n"
 
 
 @pytest.mark.parametrize("plan, run, settings, words", [
-    ({"hosts": {}}, {}, {}, "the settings lacks unit"),
+    ({"hosts": {}, "agent_endpoint": "h:1"}, {}, {}, "the settings lacks unit"),
     ("x", {}, SETTINGS, "the plan must come from dl_job_plan"),
-    ({"hosts": {"h": {}}}, {}, SETTINGS, "host h of the plan has no runtime settings"),
-    ({"hosts": {"h": {}}}, {"h": {"dir": "/d"}}, SETTINGS, "the runtime settings of h lacks env_path"),
+    ({"hosts": {}}, {}, SETTINGS, "the plan must come from dl_job_plan"),
+    ({"hosts": {"h": {}}, "agent_endpoint": "h:1"}, {}, SETTINGS, "host h of the plan has no runtime settings"),
+    ({"hosts": {"h": {}}, "agent_endpoint": "h:1"}, {"h": {"dir": "/d"}}, SETTINGS,
+     "the runtime settings of h lacks env_path"),
 ])
 def test_incomplete_input_is_named(plan, run, settings, words):
     with pytest.raises(AnsibleFilterError, match=words):
         dl_job_units(plan, run, settings)
 
 
+@pytest.mark.parametrize("text, state, failure", [
+    ('{"state": "failed", "first_failure": "cpu2 failed 1", "hosts": {"cpu2": {}}}', "failed", "cpu2 failed 1"),
+    ('{"state": "unit inactive"}', "unit inactive", ""),
+    ("", "unknown", ""),
+    ("cat: job-state.json: No such file", "unknown", ""),
+    ("[1]", "unknown", ""),
+])
+def test_the_verdict_reads_the_coordinators_state(text, state, failure):
+    verdict = dl_job_verdict(text)
+    assert (verdict["state"], verdict["first_failure"]) == (state, failure)
+    assert isinstance(verdict["hosts"], dict)
+
+
 def test_filter_module():
-    assert set(FilterModule().filters()) == {"dl_job_units"}
+    assert set(FilterModule().filters()) == {"dl_job_units", "dl_job_verdict"}
