@@ -15,7 +15,7 @@ FORCE ?= false
 # The GPU stacks on fixture hardware, then one converged lab verified for every role.
 SCENARIOS ?= accelerators lab
 
-.PHONY: help bootstrap venv lab lab-down converge train validate demo lint unit molecule test test-full bench bench-rollout bench-vpn bench-launch bench-datasets clean
+.PHONY: help bootstrap venv lab lab-down converge train validate demo lint unit molecule test test-full bench bench-rollout bench-vpn bench-launch bench-datasets bench-supervision clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -71,18 +71,22 @@ test: venv bootstrap ## Every test: lint, unit and the molecule scenarios (each 
 test-full: test ## Every test, then TensorFlow/Keras envs, validate and the TF jobs on the lab.
 	scripts/test-full.sh
 
-bench: venv ## Benchmarks: pip mirror upstream fetches, launch overhead, 1 vs 2 host throughput, the benchmark vs by hand, warm re-runs on 2/3/16 hosts, the VPN, datasets through the cache vs direct.
+bench: venv ## Benchmarks: pip mirror upstream fetches, launch overhead, 1 vs 2 host throughput, the benchmark vs by hand, warm re-runs on 2/3/16 hosts, the VPN, datasets through the cache vs direct, the controller's cost of supervising a job.
 	scripts/bench.sh
 	$(BIN)/python scripts/bench_benchmark.py
 	$(MAKE) --no-print-directory bench-rollout
 	$(MAKE) --no-print-directory bench-vpn
 	$(MAKE) --no-print-directory bench-datasets
+	$(MAKE) --no-print-directory bench-supervision
 
 bench-rollout: venv ## site.yml cold and warm re-run seconds on 2, 3 and 16 lab hosts (BENCH_SIZES) -> reports/rollout/.
 	$(BIN)/python scripts/bench_rollout.py
 
 bench-launch: venv ## Submit-to-first-step of the DDP sample on 2 hosts, direct vs Slurm (a converged lab; BENCH_ROUNDS, BENCH_INVENTORY) -> reports/launch/.
 	$(BIN)/python scripts/bench_launch.py
+
+bench-supervision: venv ## Controller CPU s per minute of a direct job and the task workers it holds (a converged lab; BENCH_COMPARE=<other checkout>, BENCH_INVENTORY) -> reports/supervision/.
+	$(BIN)/python scripts/bench_supervision.py
 
 bench-datasets: venv ## Upstream bytes of a dataset sync to 3 hosts, through the cluster cache vs direct (the converged molecule lab; BENCH_INVENTORY) -> reports/datasets/.
 	$(BIN)/python scripts/bench_datasets.py
