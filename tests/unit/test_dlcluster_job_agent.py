@@ -183,3 +183,21 @@ def test_a_member_that_cannot_reach_the_coordinator_stops_its_ranks(job):
     code, err = j.start("b", "sleep", "60", join=2) and j.wait("b", timeout=15)
     assert code == 1
     assert j.file("b", "stopped").startswith("abort: could not reach the job's coordinator at 127.0.0.1:"), err
+
+
+def test_a_frozen_member_is_lost_after_its_silence_and_the_job_stops(job):
+    """SIGSTOP on a member's agent and ranks (a hung host: its connection stays open, it just says nothing)."""
+    j = job("a", "b")
+    j.start("a", "sleep", "60")
+    member = j.start("b", "sleep", "60")
+    time.sleep(3)
+    os.kill(member.pid, signal.SIGSTOP)
+    frozen = time.monotonic()
+    try:
+        assert j.wait("a", timeout=20)[0] != 0
+        assert time.monotonic() - frozen < 10  # --lost-after 3 here, 15 s by default
+        assert j.state()["first_failure"] == "b lost"
+        assert j.file("a", "stopped") == "abort: host b lost"
+    finally:
+        os.kill(member.pid, signal.SIGCONT)
+        subprocess.run(["pkill", "-f", "sleep 60"], check=False)
