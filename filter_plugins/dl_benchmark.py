@@ -12,8 +12,7 @@ import random
 import statistics
 
 from ansible.errors import AnsibleFilterError
-
-DEVICE_TYPES = ("nvidia", "rocm", "cpu")
+from ansible_collections.dlcluster.cluster.plugins.plugin_utils.dl_hosts import EDITIONS
 
 
 def _fail(name: str, sentence: str) -> None:
@@ -180,8 +179,8 @@ def dl_bench_hardware_class(host_facts) -> dict:
         _fail(name, f"host_facts must be a mapping with edition, gpu_model, gpu_count, cpu_variant and "
                     f"physical_cores, got {type(host_facts).__name__}")
     edition = host_facts.get("edition")
-    if edition not in DEVICE_TYPES:
-        _fail(name, f"edition must be one of {', '.join(DEVICE_TYPES)}, got {edition!r}")
+    if edition not in EDITIONS:
+        _fail(name, f"edition must be one of {', '.join(EDITIONS)}, got {edition!r}")
     if edition == "cpu":
         variant = host_facts.get("cpu_variant")
         if not isinstance(variant, str) or not variant.strip():

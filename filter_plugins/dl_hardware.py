@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.dlcluster.cluster.plugins.plugin_utils.dl_hosts import EDITIONS
 
-EDITIONS = ("nvidia", "rocm", "cpu")
 
 # The seed's table (入门版镜像与 CPU 微架构适配表), extended with AVX-512 and AMX:
 # (variant, flags the variant needs, generations, oneDNN-optimised builds)

@@ -16,9 +16,11 @@ from collections.abc import Mapping
 
 from ansible.errors import AnsibleError, AnsibleFilterError
 from ansible.module_utils.parsing.convert_bool import boolean
+from ansible_collections.dlcluster.cluster.plugins.plugin_utils import dl_hosts
 from jinja2.exceptions import TemplateError
 
-EDITIONS = ("auto", "nvidia", "rocm", "cpu")
+# dl_edition: a software stack, or auto (detected from the hardware).
+EDITIONS = ("auto", *dl_hosts.EDITIONS)
 
 # OpenSSH public key types accepted for logins (DSA is not).
 SSH_KEY_TYPES = (
@@ -40,42 +42,21 @@ REFUSED_USERS = ("root",)
 _KEY_RE = re.compile(r"^(?:(?P<options>\S+)\s+)??(?P<type>[a-z0-9@.-]+)\s+(?P<blob>[A-Za-z0-9+/=]+)(?:\s+.*)?$")
 
 
-def _require_mapping(value, name, filter_name):
-    if not isinstance(value, dict) and not hasattr(value, "keys"):
-        raise AnsibleFilterError(f"{filter_name}: {name} must be a mapping, got {type(value).__name__}")
-
-
 def _require_list(value, name, filter_name):
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
         raise AnsibleFilterError(f"{filter_name}: {name} must be a list, got {type(value).__name__}")
 
 
-def _is_ip(value) -> bool:
-    try:
-        ipaddress.ip_address(str(value))
-    except ValueError:
-        return False
-    return True
-
-
 def dl_host_address(host_vars) -> str:
-    """The address other cluster members use to reach a host.
-
-    ``dl_address`` wins, then ``ansible_host`` when it is an IP address, then
-    the default IPv4 address from gathered facts. Empty when none is known.
-    """
-    _require_mapping(host_vars, "host_vars", "dl_host_address")
-    if host_vars.get("dl_address"):
-        return str(host_vars["dl_address"])
-    if _is_ip(host_vars.get("ansible_host", "")):
-        return str(host_vars["ansible_host"])
-    facts_v4 = host_vars.get("ansible_default_ipv4") or {}
-    return str(facts_v4.get("address", ""))
+    """The address other cluster members use to reach a host (dl_hosts.host_address): ``dl_address``, then
+    ``ansible_host`` when it is an IP address, then the default IPv4 address from gathered facts; '' if none."""
+    dl_hosts.require_mapping(host_vars, "host_vars", "dl_host_address")
+    return dl_hosts.host_address(host_vars)
 
 
 def dl_cluster_hosts(hostvars, names) -> list[dict]:
     """Cluster members as ``[{name, address}]``, in inventory order."""
-    _require_mapping(hostvars, "hostvars", "dl_cluster_hosts")
+    dl_hosts.require_mapping(hostvars, "hostvars", "dl_cluster_hosts")
     _require_list(names, "names", "dl_cluster_hosts")
     return [{"name": str(n), "address": dl_host_address(hostvars[n])} for n in names]
 
@@ -230,7 +211,7 @@ def dl_inventory_problems(hostvars, names, required=()) -> list[str]:
     Each sentence names the host, the variable and the fix. An empty list
     means the inventory may be applied.
     """
-    _require_mapping(hostvars, "hostvars", "dl_inventory_problems")
+    dl_hosts.require_mapping(hostvars, "hostvars", "dl_inventory_problems")
     _require_list(names, "names", "dl_inventory_problems")
     names = list(names)
     if not names:
@@ -331,7 +312,7 @@ def dl_preflight_roles(roles, host_vars) -> list[dict]:
     ``group`` the host is not in (e.g. ``monitoring``), is left out there.
     """
     _require_list(roles, "roles", "dl_preflight_roles")
-    _require_mapping(host_vars, "host_vars", "dl_preflight_roles")
+    dl_hosts.require_mapping(host_vars, "host_vars", "dl_preflight_roles")
     checks = []
     for index, role in enumerate(roles):
         if not isinstance(role, dict) or not role.get("name"):
@@ -369,9 +350,9 @@ def dl_role_arguments(checks, specs, defaults, host_vars) -> dict:
     messages) and the role (and entry point) of each option.
     """
     _require_list(checks, "checks", "dl_role_arguments")
-    _require_mapping(specs, "specs", "dl_role_arguments")
-    _require_mapping(defaults, "defaults", "dl_role_arguments")
-    _require_mapping(host_vars, "host_vars", "dl_role_arguments")
+    dl_hosts.require_mapping(specs, "specs", "dl_role_arguments")
+    dl_hosts.require_mapping(defaults, "defaults", "dl_role_arguments")
+    dl_hosts.require_mapping(host_vars, "host_vars", "dl_role_arguments")
     merged = {"spec": {}, "arguments": {}, "sources": {}, "shown": {}, "roles": {}}
     for check in checks:
         role, entry = check["name"], check.get("entry_point", "main")
@@ -461,7 +442,7 @@ def dl_argument_spec_problems(result, host) -> list[str]:
     and ``roles``. A message that names no variable of the spec is kept as it
     is, prefixed with the host.
     """
-    _require_mapping(result, "result", "dl_argument_spec_problems")
+    dl_hosts.require_mapping(result, "result", "dl_argument_spec_problems")
     context = result.get("validate_args_context") or {}
     # validate_argument_spec returns the spec only when it refuses something; the context carries it always.
     options = result.get("argument_spec_data") or context.get("spec") or {}

@@ -9,9 +9,9 @@ import re
 from urllib.parse import urlsplit
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.dlcluster.cluster.plugins.plugin_utils.dl_hosts import EDITIONS
 
 _INDEX_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-EDITIONS = ("cpu", "nvidia", "rocm")
 
 
 def _check_url(url, variable):

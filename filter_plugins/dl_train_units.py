@@ -1,6 +1,6 @@
 """How each host of a job starts its ranks (backend direct): one transient systemd unit, its whole command line.
 
-dl_job_plan (dl_train.py) decides what every rank is (its node rank, first global rank, torchrun's arguments or
+dl_job_plan (dl_train_plan.py) decides what every rank is (its node rank, first global rank, torchrun's arguments or
 TF_CONFIG, its environment). dl_job_units adds, for each host, the complete ``argv`` that host runs: systemd-run
 with the unit's properties and every environment variable, then the job's agent (it records the exit status and
 stops the ranks when the job ends elsewhere; the first host's agent coordinates), then torchrun or python with

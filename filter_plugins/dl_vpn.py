@@ -10,21 +10,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import importlib.util
 import ipaddress
 import re
-from pathlib import Path
 
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.parsing.convert_bool import boolean
-
-try:
-    from dl_inventory import _require_mapping, dl_host_address
-except ImportError:  # Ansible loads filter plugins without putting their directory on sys.path.
-    _SPEC = importlib.util.spec_from_file_location("dl_inventory", Path(__file__).with_name("dl_inventory.py"))
-    _INVENTORY = importlib.util.module_from_spec(_SPEC)
-    _SPEC.loader.exec_module(_INVENTORY)
-    _require_mapping, dl_host_address = _INVENTORY._require_mapping, _INVENTORY.dl_host_address
+from ansible_collections.dlcluster.cluster.plugins.plugin_utils.dl_hosts import host_address, require_mapping
 
 BACKENDS = ("wireguard", "ipsec")
 TOPOLOGIES = ("mesh", "site-to-site")
@@ -87,7 +78,7 @@ def dl_vpn_site_address(addresses, subnets) -> str:
 
 def dl_vpn_sites(hostvars, names) -> dict:
     """``{site: {"subnets": [...], "hosts": [...]}}`` of the hosts in names that have dl_site, inventory order."""
-    _require_mapping(hostvars, "hostvars", "dl_vpn_sites")
+    require_mapping(hostvars, "hostvars", "dl_vpn_sites")
     sites: dict = {}
     for name in names or []:
         host = hostvars[name]
@@ -110,7 +101,7 @@ def dl_vpn_problems(hostvars, names, settings=None) -> list:
     Read from each host: dl_site, dl_site_subnets, dl_vpn_networks (VPN client networks), the address the
     controller reaches it at (ansible_host), and its facts' addresses (ansible_all_ipv4/ipv6_addresses).
     """
-    _require_mapping(hostvars, "hostvars", "dl_vpn_problems")
+    require_mapping(hostvars, "hostvars", "dl_vpn_problems")
     settings = settings or {}
     problems = []
     backend, topology = settings.get("backend", "wireguard"), settings.get("topology", "mesh")
@@ -215,7 +206,7 @@ def dl_vpn_members(hostvars, names, settings=None) -> list:
     subnets: its site's dl_site_subnets (normalised; [] when malformed, which the pre-flight refuses); gateway:
     whether it is its site's dl_site_gateway (what site-to-site uses).
     """
-    _require_mapping(hostvars, "hostvars", "dl_vpn_members")
+    require_mapping(hostvars, "hostvars", "dl_vpn_members")
     settings = settings or {}
     key_fact = settings.get("key_fact", "vpn_wireguard_public_key")
     members = []
@@ -224,7 +215,7 @@ def dl_vpn_members(hostvars, names, settings=None) -> list:
         if not host.get("dl_site"):
             continue
         # The address the cluster reaches the host at (dl_address, ansible_host, default IPv4), as elsewhere.
-        endpoint = host.get("dl_vpn_endpoint") or dl_host_address(host)
+        endpoint = host.get("dl_vpn_endpoint") or host_address(host)
         try:
             subnets = [str(net) for net in _subnets(host.get("dl_site_subnets"))]
         except ValueError:
@@ -248,7 +239,7 @@ def dl_vpn_firewall_sources(hostvars, names, me, topology="mesh") -> dict:
     the site's LAN: every site's subnets are "site" and "tunnel" is empty (the gateway's own firewall keeps the
     other sites' subnets to its tunnel).
     """
-    _require_mapping(hostvars, "hostvars", "dl_vpn_firewall_sources")
+    require_mapping(hostvars, "hostvars", "dl_vpn_firewall_sources")
     mine = hostvars[me].get("dl_site") if me in hostvars and _in_vpn(hostvars[me]) else None
     if not mine:
         return {"site": [], "tunnel": []}

@@ -24,12 +24,12 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchlib import ROOT, inventory_dir, lab, lab_env
+
 SIZES = [int(n) for n in os.environ.get("BENCH_SIZES", "2 3 16").split()]
 WARM_RUNS = int(os.environ.get("BENCH_WARM_RUNS", "2"))
 SKIP_TAGS = os.environ.get("BENCH_SKIP_TAGS", "python_envs,notebooks,docker")
 KEEP = os.environ.get("BENCH_KEEP", "") == "1"
-PYTHON = sys.executable
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
@@ -38,24 +38,8 @@ def log(msg: str) -> None:
     print(f"bench-rollout: {msg}", file=sys.stderr, flush=True)
 
 
-def lab(*args: str) -> None:
-    subprocess.run([PYTHON, str(ROOT / "lab" / "lab.py"), *args], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-
-
-def inventory_dir(name: str) -> Path:
-    """hosts.yml from lab.py beside links to the lab inventory's groups and group_vars."""
-    path = ROOT / ".lab" / name / "inventory"
-    path.mkdir(parents=True, exist_ok=True)
-    for entry in ("groups.yml", "group_vars"):
-        link = path / entry
-        if not link.exists():
-            link.symlink_to(ROOT / "inventories" / "lab" / entry)
-    return path
-
-
 def site(inventory: Path, name: str, *extra: str) -> dict:
-    env = {**os.environ, "DL_LAB_NAME": name, "DL_LAB_STATE_DIR": str(ROOT / ".lab"),
-           "ANSIBLE_FORCE_COLOR": "0"}
+    env = lab_env(name)
     start = time.monotonic()
     run = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inventory), "site.yml", "--skip-tags", SKIP_TAGS, *extra],
                          cwd=ROOT, env=env, capture_output=True, text=True, check=False)

@@ -29,55 +29,14 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
+from benchlib import PLAYBOOK, ROOT, ansible_workers, checkout_env
+
 JOB = {"framework": "pytorch", "hosts": "workers", "script": "jobs/scripts/pytorch_ddp_mnist.py",
        "hparams_file": "jobs/hparams/mnist.conf"}
 
 
 def log(msg: str) -> None:
     print(f"bench-supervision: {msg}", file=sys.stderr, flush=True)
-
-
-def descendants(pid: int) -> list[int]:
-    children, found = {}, []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def ansible_workers(pid: int) -> int:
-    """ansible-playbook processes below the main one (task workers: one per host being worked on)."""
-    count = 0
-    for child in descendants(pid):
-        try:
-            if b"ansible-playbook" in Path(f"/proc/{child}/cmdline").read_bytes():
-                count += 1
-        except OSError:
-            continue
-    return count
-
-
-def checkout_env(checkout: Path) -> dict:
-    """The environment for a run of `checkout`: an ANSIBLE_CONFIG that names this repository's roles and plugins
-    (molecule's does) is copied with the other checkout's paths instead."""
-    env = dict(os.environ)
-    config = env.get("ANSIBLE_CONFIG")
-    if checkout != ROOT and config and Path(config).is_file():
-        copy = Path(f"/tmp/bench-supervision-{checkout.name}.cfg")
-        copy.write_text(Path(config).read_text().replace(str(ROOT), str(checkout)))
-        env["ANSIBLE_CONFIG"] = str(copy)
-    return env
 
 
 def run_job(checkout: Path, label: str, name: str, extra_sleep: float) -> dict:
@@ -89,7 +48,7 @@ def run_job(checkout: Path, label: str, name: str, extra_sleep: float) -> dict:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.time()
     proc = subprocess.Popen(argv, cwd=checkout, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=checkout_env(checkout))
+                            env=checkout_env(checkout, tag="bench-supervision"))
     peak = {"workers": 0}
 
     def sample():

@@ -41,6 +41,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "filter_plugins"))
+# The code the filters share: dlcluster.cluster's plugin_utils (as ansible.cfg's collections_path gives Ansible).
+sys.path.insert(0, str(ROOT / "collections"))
 
 # pylint: disable=wrong-import-position
 from ansible.errors import AnsibleFilterError  # noqa: E402

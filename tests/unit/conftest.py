@@ -1,4 +1,5 @@
-"""Make filter_plugins/, lab/, library/ and module_utils/ importable by the unit tests; load scripts by path."""
+"""Make filter_plugins/, lab/, library/, module_utils/ and the local collection (collections/) importable by the unit
+tests; load scripts by path."""
 
 import sys
 from importlib.machinery import SourceFileLoader
@@ -8,7 +9,8 @@ from pathlib import Path
 import ansible.module_utils
 
 ROOT = Path(__file__).resolve().parents[2]
-for sub in ("filter_plugins", "lab", "library"):
+# collections/ joins the ansible_collections namespace package of the installed collections (dlcluster.cluster).
+for sub in ("filter_plugins", "lab", "library", "collections"):
     sys.path.insert(0, str(ROOT / sub))
 # The modules import module_utils/ as ansible.module_utils.<name>, as ansible.cfg's module_utils makes them.
 ansible.module_utils.__path__.append(str(ROOT / "module_utils"))

@@ -1,4 +1,5 @@
-"""Unit tests of filter_plugins/dl_train.py.
+"""Unit tests of the training filters: filter_plugins/dl_train_spec.py, dl_train_plan.py and dl_train_summary.py,
+and the spec and host-fact code they share (plugin_utils of collections/ansible_collections/dlcluster/cluster).
 
 Host fixtures carry the facts that roles/hardware_facts publishes (dl_hardware
 from library/dl_hardware_facts.py, dl_edition_effective) and Ansible's
@@ -12,17 +13,14 @@ import re
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from dl_train import (
-    JOB_FIELDS,
-    FilterModule,
-    dl_hparams_merge,
-    dl_host_interfaces,
-    dl_job_summary,
-    dl_job_plan,
-    dl_job_problems,
-    dl_job_spec,
-    dl_socket_ifname,
-)
+import dl_train_plan
+import dl_train_spec
+import dl_train_summary
+from ansible_collections.dlcluster.cluster.plugins.plugin_utils.dl_job_spec import JOB_FIELDS
+from dl_train_plan import dl_job_plan, dl_job_problems, dl_socket_ifname
+from dl_train_plan import host_interfaces as dl_host_interfaces
+from dl_train_spec import dl_hparams_merge, dl_job_spec
+from dl_train_summary import dl_job_summary
 
 
 def iface(device, address=None, network=None, netmask="255.255.255.0", secondaries=(), active=True,
@@ -694,10 +692,12 @@ class TestTensorflowPlan:
         assert "OMP_NUM_THREADS" not in env
 
 
-def test_filter_module():
-    assert set(FilterModule().filters()) == {
-        "dl_job_spec", "dl_job_problems", "dl_job_plan", "dl_socket_ifname", "dl_host_interfaces",
-        "dl_job_summary", "dl_hparams_merge"}
+def test_filter_modules():
+    """The training filters, one file per concern: the spec, the plan, the summary."""
+    assert set(dl_train_spec.FilterModule().filters()) == {"dl_job_spec", "dl_hparams_merge"}
+    assert set(dl_train_plan.FilterModule().filters()) == {
+        "dl_job_problems", "dl_job_plan", "dl_socket_ifname", "dl_host_interfaces"}
+    assert set(dl_train_summary.FilterModule().filters()) == {"dl_job_summary"}
 
 
 def test_hparams_merge_spec_keys_win_once():

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from dl_train import dl_job_plan
+from dl_train_plan import dl_job_plan
 from dl_train_units import FilterModule, dl_job_units, dl_job_verdict
 from test_dl_train import cluster, job, tf_job
 

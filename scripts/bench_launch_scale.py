@@ -1,0 +1,236 @@
+#!/usr/bin/env python3
+"""The launcher at 2, 4 and 8 hosts (`make bench-launch-scale`): the controller's overhead, the full launch and the
+cost of supervising, this checkout and another side by side in one run.
+
+A lab of its own (`benchlaunch`, head + 8 workers, next to any other lab) is created and converged without the
+services a job does not need (BENCH_SKIP_TAGS, default notebooks,docker,slurm,monitoring,datasets), so eight
+hosts with PyTorch environments fit two cores. Then, for each size (BENCH_SIZES, default "2 4 8") and each
+checkout, playbooks/train.yml runs the PyTorch DDP sample (1 epoch) on the first N workers, and records:
+
+  - controller overhead: playbook start -> every host's unit started (systemd's own "Started" entry in each
+    host's journal, so the ranks' start-up, which grows with the host count on two cores, is not in it);
+  - full launch: playbook start -> every rank's first training step (the ranks' metrics);
+  - the playbook's wall time and the controller's CPU (ansible-playbook and every process it started), and the
+    most task workers alive at once.
+
+For the smallest and the largest size the same job also runs BENCH_EXTRA_SECONDS (default 60) longer (step_sleep):
+the extra minute's controller CPU is the cost of supervising, as in scripts/bench_supervision.py.
+
+BENCH_COMPARE=<dir of another checkout> (e.g. `git worktree add /tmp/before <rev>`) runs that checkout the same
+way, alternating, on the same lab. BENCH_REUSE=1 uses the lab as it is (created and converged by an earlier run
+with BENCH_KEEP=1, which leaves the lab up). Results: reports/launch-scale/<UTC time>.{json,md,png}; earlier
+results are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from benchlib import BIN, PLAYBOOK, ROOT, ansible_workers, checkout_env, inventory_dir, lab, lab_env
+
+NAME = "benchlaunch"
+SIZES = [int(n) for n in os.environ.get("BENCH_SIZES", "2 4 8").split()]
+SKIP_TAGS = os.environ.get("BENCH_SKIP_TAGS", "notebooks,docker,slurm,monitoring,datasets")
+EXTRA_SECONDS = float(os.environ.get("BENCH_EXTRA_SECONDS", "60"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1"))
+JOB = {"framework": "pytorch", "script": "jobs/scripts/pytorch_ddp_mnist.py", "hparams_file": "jobs/hparams/mnist.conf"}
+# The sample trains 4,000 digits per epoch in batches of 64 per rank.
+STEPS_PER_EPOCH = {size: -(-4000 // (64 * size)) for size in (1, 2, 4, 8, 16)}
+STARTED = re.compile(r"^(\S+) \| \S+ \| rc=\d+ \| \(stdout\) ([0-9.]+)", re.M)
+
+
+def log(msg: str) -> None:
+    print(f"bench-launch-scale: {msg}", file=sys.stderr, flush=True)
+
+
+def workers(size: int) -> list[str]:
+    return [f"cpu{i}" for i in range(1, size + 1)]
+
+
+def converge(inventory: Path) -> None:
+    log(f"converge the {NAME} lab (site.yml --skip-tags {SKIP_TAGS})")
+    started = time.monotonic()
+    run = subprocess.run([PLAYBOOK, "-i", str(inventory), "site.yml", "--skip-tags", SKIP_TAGS], cwd=ROOT,
+                         env=lab_env(NAME), capture_output=True, text=True, check=False)
+    if run.returncode != 0:
+        sys.exit(f"bench-launch-scale: site.yml failed on the {NAME} lab:\n{run.stdout[-6000:]}{run.stderr[-2000:]}")
+    log(f"converged in {time.monotonic() - started:.0f} s")
+
+
+def units_started(inventory: Path, hosts: list[str], job_id: str) -> dict:
+    """Each host's unix time of systemd's "Started dlcluster-job-<id>.service" (its journal)."""
+    command = (f"journalctl -o short-unix --no-pager -u dlcluster-job-{job_id}.service "
+               "| awk '/ Started /{print $1; exit}'")
+    run = subprocess.run([str(BIN / "ansible"), ":".join(hosts), "-i", str(inventory), "-b", "-o", "-m",
+                          "ansible.builtin.shell", "-a", command], cwd=ROOT, env=lab_env(NAME),
+                         capture_output=True, text=True, check=False)
+    found = {host: float(stamp) for host, stamp in STARTED.findall(run.stdout)}
+    if sorted(found) != sorted(hosts):
+        sys.exit(f"bench-launch-scale: no unit start found for {sorted(set(hosts) - set(found))} "
+                 f"(job {job_id}):\n{run.stdout[-3000:]}{run.stderr[-1000:]}")
+    return found
+
+
+def run_job(checkout: Path, label: str, size: int, round_: int, extra: float, inventory: Path) -> dict:
+    kind = "long" if extra else "short"
+    job_id = f"bench-scale-{label.split()[0]}-{size}-{kind}-{round_}"
+    hparams = {"epochs": 1, "step_sleep": round(extra / STEPS_PER_EPOCH[size], 3) if extra else 0}
+    spec = {"name": job_id, "hosts": ":".join(workers(size)), **JOB, "hparams": hparams}
+    argv = [PLAYBOOK, "-i", str(inventory), str(checkout / "playbooks" / "train.yml"), "-e",
+            json.dumps({"job": spec}), "-e", "force=true"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.time()
+    proc = subprocess.Popen(argv, cwd=checkout, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=checkout_env(checkout, lab_env(NAME), tag="bench-launch-scale"))
+    peak = {"workers": 0}
+
+    def sample():
+        while proc.poll() is None:
+            peak["workers"] = max(peak["workers"], ansible_workers(proc.pid))
+            time.sleep(0.5)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    output, _ = proc.communicate()
+    sampler.join()
+    wall = time.time() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        sys.exit(f"bench-launch-scale: {job_id} ({label}) failed:\n{output[-4000:]}")
+    units = units_started(inventory, workers(size), job_id)
+    summary = json.loads((checkout / "runs" / job_id / "summary.json").read_text())
+    steps = [rank["first_step_unix"] for rank in summary.get("ranks", []) if rank.get("first_step_unix")]
+    row = {"checkout": label, "hosts": size, "kind": kind, "round": round_, "job": job_id,
+           "overhead_s": round(max(units.values()) - started, 2),
+           "first_step_s": round(max(steps) - started, 2) if len(steps) == size else None,
+           "wall_s": round(wall, 1),
+           "controller_cpu_s": round((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), 2),
+           "peak_workers": peak["workers"], "test_accuracy": summary.get("test_accuracy")}
+    log(json.dumps(row))
+    return row
+
+
+def results_of(rows: list[dict], checkouts: list[str]) -> dict:
+    results = {}
+    for label in checkouts:
+        mine = [r for r in rows if r["checkout"] == label]
+        per_size = {}
+        for size in SIZES:
+            short = [r for r in mine if r["hosts"] == size and r["kind"] == "short"]
+            long_ = [r for r in mine if r["hosts"] == size and r["kind"] == "long"]
+            entry = {key: round(statistics.median(r[key] for r in short), 2)
+                     for key in ("overhead_s", "first_step_s", "wall_s", "controller_cpu_s")
+                     if all(r[key] is not None for r in short)}
+            entry["peak_workers"] = max(r["peak_workers"] for r in short + long_)
+            if long_:
+                minutes = statistics.median(lg["wall_s"] - sh["wall_s"] for sh, lg in zip(short, long_)) / 60
+                cpu = statistics.median(lg["controller_cpu_s"] - sh["controller_cpu_s"] for sh, lg in zip(short, long_))
+                entry["supervision_cpu_s_per_minute"] = round(cpu / minutes, 2) if minutes > 0 else None
+            per_size[size] = entry
+        smallest = per_size[SIZES[0]]
+        for entry in per_size.values():
+            for key in ("overhead_s", "first_step_s"):
+                if key in entry and smallest.get(key):
+                    entry[f"{key}_ratio"] = round(entry[key] / smallest[key], 2)
+        results[label] = per_size
+    return results
+
+
+def write_report(rows: list[dict], meta: dict) -> Path:
+    out = ROOT / "reports" / "launch-scale"
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    results = results_of(rows, meta["checkouts"])
+    meta["results"] = results
+    (out / f"{stamp}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    lines = [f"# The launcher at {', '.join(map(str, SIZES))} hosts ({stamp})", "",
+             f"PyTorch DDP sample, 1 epoch, 1 rank per worker, on the `{NAME}` lab (head + {max(SIZES)} workers, "
+             f"`site.yml --skip-tags {SKIP_TAGS}`), {os.cpu_count()} controller cores, {meta['rounds']} round(s), "
+             "medians. Overhead = playbook start -> every host's unit started (systemd's journal); full launch = "
+             "playbook start -> every rank's first step. Supervision = controller CPU seconds per extra minute "
+             f"of job ({EXTRA_SECONDS:.0f} s more training).", "",
+             "| checkout | hosts | overhead (s) | overhead / smallest | full launch (s) | full launch / smallest | "
+             "playbook wall (s) | controller CPU (s) | most task workers | supervision CPU s per minute |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for label, per_size in results.items():
+        for size, entry in per_size.items():
+            lines.append(f"| {label} | {size} | {entry.get('overhead_s', '')} | {entry.get('overhead_s_ratio', '')} | "
+                         f"{entry.get('first_step_s', '')} | {entry.get('first_step_s_ratio', '')} | "
+                         f"{entry.get('wall_s', '')} | {entry.get('controller_cpu_s', '')} | {entry['peak_workers']} | "
+                         f"{entry.get('supervision_cpu_s_per_minute', '')} |")
+    lines += ["", "Every run:", "", "| checkout | hosts | job | overhead s | full launch s | wall s | controller CPU s "
+              "| task workers | test accuracy |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['checkout']} | {r['hosts']} | {r['job']} | {r['overhead_s']} | {r['first_step_s']} | "
+              f"{r['wall_s']} | {r['controller_cpu_s']} | {r['peak_workers']} | {r['test_accuracy']} |" for r in rows]
+    (out / f"{stamp}.md").write_text("\n".join(lines) + "\n")
+    try:
+        import matplotlib  # pylint: disable=import-outside-toplevel
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+        for label, per_size in results.items():
+            sizes = list(per_size)
+            left.plot(sizes, [per_size[s].get("overhead_s") for s in sizes], marker="o", label=f"{label}: overhead")
+            left.plot(sizes, [per_size[s].get("first_step_s") for s in sizes], marker="s", linestyle="--",
+                      label=f"{label}: full launch")
+            supervised = [s for s in sizes if per_size[s].get("supervision_cpu_s_per_minute") is not None]
+            right.plot(supervised, [per_size[s]["supervision_cpu_s_per_minute"] for s in supervised], marker="o",
+                       label=label)
+        left.set_xlabel("job hosts")
+        left.set_ylabel("seconds from playbook start")
+        left.set_xticks(SIZES)
+        left.legend(fontsize=7)
+        left.grid(True, alpha=0.3)
+        right.set_xlabel("job hosts")
+        right.set_ylabel("controller CPU s per minute of job")
+        right.set_xticks(SIZES)
+        right.legend(fontsize=7)
+        right.grid(True, alpha=0.3)
+        fig.suptitle("dlcluster: launching and supervising a DDP job")
+        fig.tight_layout()
+        fig.savefig(out / f"{stamp}.png", dpi=100)
+    except ImportError:
+        log("matplotlib missing: no plot")
+    return out / f"{stamp}.md"
+
+
+def main() -> int:
+    checkouts = {"now": ROOT}
+    if os.environ.get("BENCH_COMPARE"):
+        checkouts = {f"before ({Path(os.environ['BENCH_COMPARE']).name})": Path(os.environ["BENCH_COMPARE"]),
+                     **checkouts}
+    inventory = inventory_dir(NAME)
+    if os.environ.get("BENCH_REUSE") != "1":
+        log(f"lab up: head + {max(SIZES)} workers")
+        lab("up", "--name", NAME, "--hosts", str(max(SIZES) + 1), "--inventory", str(inventory / "hosts.yml"))
+        converge(inventory)
+    rows = []
+    try:
+        for round_ in range(1, ROUNDS + 1):
+            for size in SIZES:
+                for label, checkout in checkouts.items():
+                    rows.append(run_job(checkout, label, size, round_, 0.0, inventory))
+                    if size in (SIZES[0], SIZES[-1]):
+                        rows.append(run_job(checkout, label, size, round_, EXTRA_SECONDS, inventory))
+    finally:
+        if os.environ.get("BENCH_KEEP") != "1":
+            lab("down", "--name", NAME)
+    report = write_report(rows, {"rounds": ROUNDS, "sizes": SIZES, "skip_tags": SKIP_TAGS,
+                                 "extra_seconds": EXTRA_SECONDS, "checkouts": list(checkouts)})
+    print(report.read_text())
+    print(f"report: {report} (.json, .png beside it)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
