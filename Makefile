@@ -15,7 +15,7 @@ FORCE ?= false
 # The GPU stacks on fixture hardware, then one converged lab verified for every role.
 SCENARIOS ?= accelerators lab
 
-.PHONY: help bootstrap venv lab lab-down converge train validate demo lint unit molecule test test-full bench bench-rollout bench-vpn bench-launch bench-datasets bench-supervision clean
+.PHONY: help bootstrap venv lab lab-down converge train validate demo lint unit molecule test test-full bench bench-rollout bench-vpn bench-launch bench-datasets bench-supervision bench-launch-scale clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -71,13 +71,14 @@ test: venv bootstrap ## Every test: lint, unit and the molecule scenarios (each 
 test-full: test ## Every test, then TensorFlow/Keras envs, validate and the TF jobs on the lab.
 	scripts/test-full.sh
 
-bench: venv ## Benchmarks: pip mirror upstream fetches, launch overhead, 1 vs 2 host throughput, the benchmark vs by hand, warm re-runs on 2/3/16 hosts, the VPN, datasets through the cache vs direct, the controller's cost of supervising a job.
+bench: venv ## Benchmarks: pip mirror upstream fetches, launch overhead, 1 vs 2 host throughput, the benchmark vs by hand, warm re-runs on 2/3/16 hosts, the VPN, datasets through the cache vs direct, the controller's cost of supervising a job, the launcher at 2/4/8 hosts.
 	scripts/bench.sh
 	$(BIN)/python scripts/bench_benchmark.py
 	$(MAKE) --no-print-directory bench-rollout
 	$(MAKE) --no-print-directory bench-vpn
 	$(MAKE) --no-print-directory bench-datasets
 	$(MAKE) --no-print-directory bench-supervision
+	$(MAKE) --no-print-directory bench-launch-scale
 
 bench-rollout: venv ## site.yml cold and warm re-run seconds on 2, 3 and 16 lab hosts (BENCH_SIZES) -> reports/rollout/.
 	$(BIN)/python scripts/bench_rollout.py
@@ -87,6 +88,9 @@ bench-launch: venv ## Submit-to-first-step of the DDP sample on 2 hosts, direct 
 
 bench-supervision: venv ## Controller CPU s per minute of a direct job and the task workers it holds (a converged lab; BENCH_COMPARE=<other checkout>, BENCH_INVENTORY) -> reports/supervision/.
 	$(BIN)/python scripts/bench_supervision.py
+
+bench-launch-scale: venv bootstrap ## The launcher at 2, 4 and 8 hosts: overhead to every unit started, to every first step, supervision CPU (its own 9-host lab; BENCH_COMPARE=<other checkout>) -> reports/launch-scale/.
+	$(BIN)/python scripts/bench_launch_scale.py
 
 bench-datasets: venv ## Upstream bytes of a dataset sync to 3 hosts, through the cluster cache vs direct (the converged molecule lab; BENCH_INVENTORY) -> reports/datasets/.
 	$(BIN)/python scripts/bench_datasets.py

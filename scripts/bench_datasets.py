@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from benchlib import pyplot, save_figure
+
 ROOT = Path(__file__).resolve().parent.parent
 PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
 OUTSIDER = os.environ.get("BENCH_OUTSIDER", "dlcluster-molecule-lab-outsider")
@@ -79,22 +81,15 @@ def write_report(rows: list[dict], meta: dict) -> Path:
     lines += ["", f"Through the cache, upstream sent {cache['upstream_mib'] / direct['upstream_mib']:.2f} of the bytes "
               "of direct pulls."]
     (out / f"{stamp}.md").write_text("\n".join(lines) + "\n")
-    try:
-        import matplotlib  # pylint: disable=import-outside-toplevel
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-
+    plt = pyplot()
+    if plt:
         fig, ax = plt.subplots(figsize=(6, 3.5))
         ax.bar([r["mode"] for r in rows], [r["upstream_mib"] for r in rows], color=["tab:green", "tab:red"])
         ax.axhline(cache["payload_mib"], color="grey", linestyle="--", label="one copy of the payload")
         ax.set_ylabel("MiB sent by upstream")
         ax.set_title(f"{meta['files']} x {meta['mib_per_file']} MiB to {len(HOSTS)} hosts")
         ax.legend()
-        fig.tight_layout()
-        fig.savefig(out / f"{stamp}.png", dpi=120)
-    except ImportError:
-        log("matplotlib is missing: no plot")
+        save_figure(fig, out / f"{stamp}.png", dpi=120)
     return out / f"{stamp}.md"
 
 

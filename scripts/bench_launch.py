@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from benchlib import pyplot, save_figure
+
 ROOT = Path(__file__).resolve().parent.parent
 PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
 JOB = {"framework": "pytorch", "hosts": "workers", "script": "jobs/scripts/pytorch_ddp_mnist.py",
@@ -77,11 +79,8 @@ def write_report(rows: list[dict], meta: dict) -> Path:
                      f"{r['start_to_first_step_s']} | {r['playbook_wall_s']} | {r['test_accuracy']} |")
     (out / f"{stamp}.md").write_text("\n".join(lines) + "\n")
     meta["medians"] = medians
-    try:
-        import matplotlib  # pylint: disable=import-outside-toplevel
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-
+    plt = pyplot()
+    if plt:
         fig, axis = plt.subplots(figsize=(8, 3.5))
         labels = ["command -> first step", "start/submit -> first step", "playbook wall"]
         width = 0.38
@@ -92,10 +91,7 @@ def write_report(rows: list[dict], meta: dict) -> Path:
         axis.set_xlabel("seconds (median)")
         axis.legend()
         fig.suptitle("dlcluster launch: the direct backend vs Slurm (DDP sample, 2 hosts)")
-        fig.tight_layout()
-        fig.savefig(out / f"{stamp}.png", dpi=100)
-    except ImportError:
-        log("matplotlib missing: no plot")
+        save_figure(fig, out / f"{stamp}.png")
     return out / f"{stamp}.md"
 
 

@@ -27,15 +27,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import resource
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-from benchlib import BIN, PLAYBOOK, ROOT, ansible_workers, checkout_env, inventory_dir, lab, lab_env
+from benchlib import BIN, PLAYBOOK, ROOT, checkout_env, inventory_dir, lab, lab_env, pyplot, run_watched, save_figure
 
 NAME = "benchlaunch"
 SIZES = [int(n) for n in os.environ.get("BENCH_SIZES", "2 4 8").split()]
@@ -87,34 +85,18 @@ def run_job(checkout: Path, label: str, size: int, round_: int, extra: float, in
     spec = {"name": job_id, "hosts": ":".join(workers(size)), **JOB, "hparams": hparams}
     argv = [PLAYBOOK, "-i", str(inventory), str(checkout / "playbooks" / "train.yml"), "-e",
             json.dumps({"job": spec}), "-e", "force=true"]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.time()
-    proc = subprocess.Popen(argv, cwd=checkout, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=checkout_env(checkout, lab_env(NAME), tag="bench-launch-scale"))
-    peak = {"workers": 0}
-
-    def sample():
-        while proc.poll() is None:
-            peak["workers"] = max(peak["workers"], ansible_workers(proc.pid))
-            time.sleep(0.5)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    output, _ = proc.communicate()
-    sampler.join()
-    wall = time.time() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode != 0:
-        sys.exit(f"bench-launch-scale: {job_id} ({label}) failed:\n{output[-4000:]}")
+    run = run_watched(argv, checkout, checkout_env(checkout, lab_env(NAME), tag="bench-launch-scale"))
+    if run["rc"] != 0:
+        sys.exit(f"bench-launch-scale: {job_id} ({label}) failed:\n{run['output'][-4000:]}")
+    started = run["started"]
     units = units_started(inventory, workers(size), job_id)
     summary = json.loads((checkout / "runs" / job_id / "summary.json").read_text())
     steps = [rank["first_step_unix"] for rank in summary.get("ranks", []) if rank.get("first_step_unix")]
     row = {"checkout": label, "hosts": size, "kind": kind, "round": round_, "job": job_id,
            "overhead_s": round(max(units.values()) - started, 2),
            "first_step_s": round(max(steps) - started, 2) if len(steps) == size else None,
-           "wall_s": round(wall, 1),
-           "controller_cpu_s": round((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), 2),
-           "peak_workers": peak["workers"], "test_accuracy": summary.get("test_accuracy")}
+           "wall_s": run["wall_s"], "controller_cpu_s": run["cpu_s"], "peak_workers": run["peak_workers"],
+           "test_accuracy": summary.get("test_accuracy")}
     log(json.dumps(row))
     return row
 
@@ -172,11 +154,8 @@ def write_report(rows: list[dict], meta: dict) -> Path:
     lines += [f"| {r['checkout']} | {r['hosts']} | {r['job']} | {r['overhead_s']} | {r['first_step_s']} | "
               f"{r['wall_s']} | {r['controller_cpu_s']} | {r['peak_workers']} | {r['test_accuracy']} |" for r in rows]
     (out / f"{stamp}.md").write_text("\n".join(lines) + "\n")
-    try:
-        import matplotlib  # pylint: disable=import-outside-toplevel
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-
+    plt = pyplot()
+    if plt:
         fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
         for label, per_size in results.items():
             sizes = list(per_size)
@@ -197,10 +176,7 @@ def write_report(rows: list[dict], meta: dict) -> Path:
         right.legend(fontsize=7)
         right.grid(True, alpha=0.3)
         fig.suptitle("dlcluster: launching and supervising a DDP job")
-        fig.tight_layout()
-        fig.savefig(out / f"{stamp}.png", dpi=100)
-    except ImportError:
-        log("matplotlib missing: no plot")
+        save_figure(fig, out / f"{stamp}.png")
     return out / f"{stamp}.md"
 
 

@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchlib import ROOT, inventory_dir, lab, lab_env
+from benchlib import ROOT, inventory_dir, lab, lab_env, pyplot, save_figure
 
 SIZES = [int(n) for n in os.environ.get("BENCH_SIZES", "2 3 16").split()]
 WARM_RUNS = int(os.environ.get("BENCH_WARM_RUNS", "2"))
@@ -94,11 +94,8 @@ def write_reports(results: list[dict]) -> Path:
         f"# site.yml warm re-runs ({stamp})\n\n`site.yml --skip-tags {SKIP_TAGS}` on lab containers, "
         f"{os.cpu_count()} controller cores; every warm run reported changed=0 on every host.\n\n"
         + "\n".join(rows) + "\n")
-    try:
-        import matplotlib  # pylint: disable=import-outside-toplevel
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-
+    plt = pyplot()
+    if plt:
         fig, ax = plt.subplots(figsize=(6, 4))
         hosts = [r["hosts"] for r in results]
         ax.plot(hosts, [r["warm_best"] for r in results], marker="o", label="warm re-run (best)")
@@ -109,10 +106,7 @@ def write_reports(results: list[dict]) -> Path:
         ax.set_title(f"site.yml (--skip-tags {SKIP_TAGS})")
         ax.grid(True, alpha=0.3)
         ax.legend()
-        fig.tight_layout()
-        fig.savefig(out / f"{stamp}.png", dpi=100)
-    except ImportError:
-        log("matplotlib missing: no plot")
+        save_figure(fig, out / f"{stamp}.png")
     print((out / f"{stamp}.md").read_text())
     return out / f"{stamp}.md"
 

@@ -21,15 +21,12 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-from benchlib import PLAYBOOK, ROOT, ansible_workers, checkout_env
+from benchlib import PLAYBOOK, ROOT, checkout_env, pyplot, run_watched, save_figure
 
 JOB = {"framework": "pytorch", "hosts": "workers", "script": "jobs/scripts/pytorch_ddp_mnist.py",
        "hparams_file": "jobs/hparams/mnist.conf"}
@@ -45,28 +42,11 @@ def run_job(checkout: Path, label: str, name: str, extra_sleep: float) -> dict:
             json.dumps({"job": {"name": name, **JOB, "hparams": hparams}}), "-e", "force=true"]
     if os.environ.get("BENCH_INVENTORY"):
         argv[1:1] = ["-i", os.environ["BENCH_INVENTORY"]]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.time()
-    proc = subprocess.Popen(argv, cwd=checkout, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=checkout_env(checkout, tag="bench-supervision"))
-    peak = {"workers": 0}
-
-    def sample():
-        while proc.poll() is None:
-            peak["workers"] = max(peak["workers"], ansible_workers(proc.pid))
-            time.sleep(0.5)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    output, _ = proc.communicate()
-    sampler.join()
-    wall = time.time() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode != 0:
-        raise SystemExit(f"bench-supervision: {name} ({label}) failed:\n{output[-3000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    row = {"checkout": label, "job": name, "step_sleep": extra_sleep, "wall_s": round(wall, 1),
-           "controller_cpu_s": round(cpu, 2), "peak_workers": peak["workers"]}
+    run = run_watched(argv, checkout, checkout_env(checkout, tag="bench-supervision"))
+    if run["rc"] != 0:
+        raise SystemExit(f"bench-supervision: {name} ({label}) failed:\n{run['output'][-3000:]}")
+    row = {"checkout": label, "job": name, "step_sleep": extra_sleep, "wall_s": run["wall_s"],
+           "controller_cpu_s": run["cpu_s"], "peak_workers": run["peak_workers"]}
     log(json.dumps(row))
     return row
 
@@ -103,20 +83,14 @@ def write_report(rows: list[dict], meta: dict) -> Path:
     lines += [f"| {r['checkout']} | {r['job']} | {r['step_sleep']} | {r['wall_s']} | {r['controller_cpu_s']} | "
               f"{r['peak_workers']} |" for r in rows]
     (out / f"{stamp}.md").write_text("\n".join(lines) + "\n")
-    try:
-        import matplotlib  # pylint: disable=import-outside-toplevel
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-
+    plt = pyplot()
+    if plt:
         fig, axis = plt.subplots(figsize=(7, 3))
         labels = list(results)
         axis.barh(labels, [results[label]["cpu_s_per_job_minute"] for label in labels], color="#4c72b0")
         axis.set_xlabel("controller CPU seconds per minute of job (median)")
         fig.suptitle("dlcluster: the controller's cost of supervising a direct job (2 hosts)")
-        fig.tight_layout()
-        fig.savefig(out / f"{stamp}.png", dpi=100)
-    except ImportError:
-        log("matplotlib missing: no plot")
+        save_figure(fig, out / f"{stamp}.png")
     return out / f"{stamp}.md"
 
 

@@ -29,13 +29,13 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchlib import ROOT, inventory_dir, lab, pyplot, save_figure
+
 NAME = "benchvpn"
 SITES = {"head": "site_a", "cpu1": "site_a", "cpu2": "site_b"}
 SECONDS = int(os.environ.get("BENCH_VPN_SECONDS", "5"))
 KEEP = os.environ.get("BENCH_KEEP", "") == "1"
 DDP = os.environ.get("BENCH_VPN_DDP", "1") == "1"
-PYTHON = sys.executable
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
 ANSIBLE = str(Path(sys.executable).parent / "ansible")
 
@@ -44,18 +44,10 @@ def log(msg: str) -> None:
     print(f"bench-vpn: {msg}", file=sys.stderr, flush=True)
 
 
-def lab(*args: str) -> None:
-    subprocess.run([PYTHON, str(ROOT / "lab" / "lab.py"), *args], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-
-
-def inventory_dir() -> Path:
-    """hosts.yml from lab.py, links to the lab inventory's groups and group_vars, and each host's site."""
-    path = ROOT / ".lab" / NAME / "inventory"
+def site_inventory() -> Path:
+    """The lab's inventory (benchlib.inventory_dir) and each host's site."""
+    path = inventory_dir(NAME)
     (path / "host_vars").mkdir(parents=True, exist_ok=True)
-    for entry in ("groups.yml", "group_vars"):
-        link = path / entry
-        if not link.exists():
-            link.symlink_to(ROOT / "inventories" / "lab" / entry)
     subnets = json.loads((ROOT / ".lab" / NAME / "sites.json").read_text())
     for host, site in SITES.items():
         (path / "host_vars" / f"{host}.yml").write_text(
@@ -120,11 +112,8 @@ def write_report(rows: list[dict], meta: dict) -> Path:
                          f"{row['samples_per_second'] / (ddp[0]['samples_per_second'] or 1):.2f} | "
                          f"{row['test_accuracy']} |")
     (out / f"{stamp}.md").write_text("\n".join(lines) + "\n")
-    try:
-        import matplotlib  # pylint: disable=import-outside-toplevel
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-
+    plt = pyplot()
+    if plt:
         # The DDP bars, when measured, in a row of their own below (their labels are long).
         fig = plt.figure(figsize=(11, 7 if ddp else 4))
         grid = fig.add_gridspec(2 if ddp else 1, 2)
@@ -140,10 +129,7 @@ def write_report(rows: list[dict], meta: dict) -> Path:
             bottom.barh([row["path"] for row in ddp], [row["samples_per_second"] for row in ddp], color="#55a868")
             bottom.set_xlabel("samples/s (PyTorch DDP sample, 2 ranks, one per host)")
         fig.suptitle(f"dlcluster VPN: same site vs across sites ({meta['implementation']})")
-        fig.tight_layout()
-        fig.savefig(out / f"{stamp}.png", dpi=100)
-    except ImportError:
-        log("matplotlib missing: no plot")
+        save_figure(fig, out / f"{stamp}.png")
     return out / f"{stamp}.md"
 
 
@@ -152,7 +138,7 @@ def main() -> int:
     log("lab up (3 hosts, two sites)")
     lab("up", "--name", NAME, "--hosts", "3", "--inventory", str(ROOT / ".lab" / NAME / "hosts.yml"), *sites)
     try:
-        inventory = inventory_dir()
+        inventory = site_inventory()
         os.replace(ROOT / ".lab" / NAME / "hosts.yml", inventory / "hosts.yml")
         # A fact cache of its own: the shared one may hold facts of other labs' hosts of the same names.
         env = {**os.environ, "DL_LAB_NAME": NAME, "DL_LAB_STATE_DIR": str(ROOT / ".lab"), "ANSIBLE_FORCE_COLOR": "0",

@@ -6,8 +6,11 @@ Imported by scripts/bench_*.py (they run from the repository's scripts/ director
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,3 +81,45 @@ def checkout_env(checkout: Path, env: dict | None = None, tag: str = "bench") ->
         copy.write_text(Path(config).read_text().replace(str(ROOT), str(checkout)))
         env["ANSIBLE_CONFIG"] = str(copy)
     return env
+
+
+def run_watched(argv: list[str], cwd: Path, env: dict) -> dict:
+    """Run a playbook; return its exit status, output, wall seconds (and its unix start), the controller CPU
+    seconds of it and every process it started (getrusage of the reaped children), and the most task workers
+    alive at once (sampled every 0.5 s)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.time()
+    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    peak = {"workers": 0}
+
+    def sample():
+        while proc.poll() is None:
+            peak["workers"] = max(peak["workers"], ansible_workers(proc.pid))
+            time.sleep(0.5)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    output, _ = proc.communicate()
+    sampler.join()
+    wall = time.time() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"rc": proc.returncode, "output": output, "started": started, "wall_s": round(wall, 1),
+            "cpu_s": round((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), 2),
+            "peak_workers": peak["workers"]}
+
+
+def pyplot():
+    """matplotlib's pyplot on the Agg backend, or None (and a note) where matplotlib is missing."""
+    try:
+        import matplotlib  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        print("matplotlib missing: no plot", file=sys.stderr, flush=True)
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+    return plt
+
+
+def save_figure(fig, path: Path, dpi: int = 100) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
