@@ -36,13 +36,11 @@ from pathlib import Path
 from benchlib import BIN, PLAYBOOK, ROOT, checkout_env, inventory_dir, lab, lab_env, pyplot, run_watched, save_figure
 
 NAME = "benchlaunch"
-SIZES = [int(n) for n in os.environ.get("BENCH_SIZES", "2 4 8").split()]
+SIZES = sorted({int(n) for n in os.environ.get("BENCH_SIZES", "2 4 8").split()})
 SKIP_TAGS = os.environ.get("BENCH_SKIP_TAGS", "notebooks,docker,slurm,monitoring,datasets")
 EXTRA_SECONDS = float(os.environ.get("BENCH_EXTRA_SECONDS", "60"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1"))
 JOB = {"framework": "pytorch", "script": "jobs/scripts/pytorch_ddp_mnist.py", "hparams_file": "jobs/hparams/mnist.conf"}
-# The sample trains 4,000 digits per epoch in batches of 64 per rank.
-STEPS_PER_EPOCH = {size: -(-4000 // (64 * size)) for size in (1, 2, 4, 8, 16)}
 STARTED = re.compile(r"^(\S+) \| \S+ \| rc=\d+ \| \(stdout\) ([0-9.]+)", re.M)
 
 
@@ -64,10 +62,10 @@ def converge(inventory: Path) -> None:
     log(f"converged in {time.monotonic() - started:.0f} s")
 
 
-def units_started(inventory: Path, hosts: list[str], job_id: str) -> dict:
-    """Each host's unix time of systemd's "Started dlcluster-job-<id>.service" (its journal)."""
-    command = (f"journalctl -o short-unix --no-pager -u dlcluster-job-{job_id}.service "
-               "| awk '/ Started /{print $1; exit}'")
+def units_started(inventory: Path, hosts: list[str], job_id: str, since: float) -> dict:
+    """Each host's unix time of systemd's "Started dlcluster-job-<id>.service" (its journal) since `since`."""
+    command = (f"journalctl -o short-unix --no-pager --since @{int(since)} -u dlcluster-job-{job_id}.service "
+               "| awk '/ Started /{t=$1} END{if (t) print t}'")
     run = subprocess.run([str(BIN / "ansible"), ":".join(hosts), "-i", str(inventory), "-b", "-o", "-m",
                           "ansible.builtin.shell", "-a", command], cwd=ROOT, env=lab_env(NAME),
                          capture_output=True, text=True, check=False)
@@ -81,7 +79,9 @@ def units_started(inventory: Path, hosts: list[str], job_id: str) -> dict:
 def run_job(checkout: Path, label: str, size: int, round_: int, extra: float, inventory: Path) -> dict:
     kind = "long" if extra else "short"
     job_id = f"bench-scale-{label.split()[0]}-{size}-{kind}-{round_}"
-    hparams = {"epochs": 1, "step_sleep": round(extra / STEPS_PER_EPOCH[size], 3) if extra else 0}
+    # The sample trains 4,000 digits per epoch in batches of 64 per rank: the extra seconds spread over its steps.
+    steps = -(-4000 // (64 * size))
+    hparams = {"epochs": 1, "step_sleep": round(extra / steps, 3) if extra else 0}
     spec = {"name": job_id, "hosts": ":".join(workers(size)), **JOB, "hparams": hparams}
     argv = [PLAYBOOK, "-i", str(inventory), str(checkout / "playbooks" / "train.yml"), "-e",
             json.dumps({"job": spec}), "-e", "force=true"]
@@ -89,7 +89,7 @@ def run_job(checkout: Path, label: str, size: int, round_: int, extra: float, in
     if run["rc"] != 0:
         sys.exit(f"bench-launch-scale: {job_id} ({label}) failed:\n{run['output'][-4000:]}")
     started = run["started"]
-    units = units_started(inventory, workers(size), job_id)
+    units = units_started(inventory, workers(size), job_id, started)
     summary = json.loads((checkout / "runs" / job_id / "summary.json").read_text())
     steps = [rank["first_step_unix"] for rank in summary.get("ranks", []) if rank.get("first_step_unix")]
     row = {"checkout": label, "hosts": size, "kind": kind, "round": round_, "job": job_id,
@@ -151,7 +151,7 @@ def write_report(rows: list[dict], meta: dict) -> Path:
                          f"{entry.get('supervision_cpu_s_per_minute', '')} |")
     lines += ["", "Every run:", "", "| checkout | hosts | job | overhead s | full launch s | wall s | controller CPU s "
               "| task workers | test accuracy |", "|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['checkout']} | {r['hosts']} | {r['job']} | {r['overhead_s']} | {r['first_step_s']} | "
+    lines += [f"| {r['checkout']} | {r['hosts']} | {r['job']} | {r['overhead_s']} | {r['first_step_s'] or ''} | "
               f"{r['wall_s']} | {r['controller_cpu_s']} | {r['peak_workers']} | {r['test_accuracy']} |" for r in rows]
     (out / f"{stamp}.md").write_text("\n".join(lines) + "\n")
     plt = pyplot()
@@ -186,12 +186,12 @@ def main() -> int:
         checkouts = {f"before ({Path(os.environ['BENCH_COMPARE']).name})": Path(os.environ["BENCH_COMPARE"]),
                      **checkouts}
     inventory = inventory_dir(NAME)
-    if os.environ.get("BENCH_REUSE") != "1":
-        log(f"lab up: head + {max(SIZES)} workers")
-        lab("up", "--name", NAME, "--hosts", str(max(SIZES) + 1), "--inventory", str(inventory / "hosts.yml"))
-        converge(inventory)
     rows = []
     try:
+        if os.environ.get("BENCH_REUSE") != "1":
+            log(f"lab up: head + {max(SIZES)} workers")
+            lab("up", "--name", NAME, "--hosts", str(max(SIZES) + 1), "--inventory", str(inventory / "hosts.yml"))
+            converge(inventory)
         for round_ in range(1, ROUNDS + 1):
             for size in SIZES:
                 for label, checkout in checkouts.items():

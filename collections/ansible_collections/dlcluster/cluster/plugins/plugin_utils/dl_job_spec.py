@@ -62,7 +62,6 @@ RESERVED_ENV = {
     "MASTER_ADDR": "torchrun sets it", "MASTER_PORT": "set the job's master_port field",
     "CUDA_VISIBLE_DEVICES": "use the job's gpus field", "HIP_VISIBLE_DEVICES": "use the job's gpus field",
 }
-GPU_VENDORS = {"nvidia": ("nvidia_gpus", "NVIDIA"), "rocm": ("amd_gpus", "AMD")}
 
 
 def _scalar_text(value):
