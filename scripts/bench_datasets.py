@@ -21,10 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-from benchlib import pyplot, save_figure
+from benchlib import PLAYBOOK, ROOT, pyplot, save_figure
 
-ROOT = Path(__file__).resolve().parent.parent
-PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
 OUTSIDER = os.environ.get("BENCH_OUTSIDER", "dlcluster-molecule-lab-outsider")
 HOSTS = ("head", "cpu1", "cpu2")
 FILES = int(os.environ.get("BENCH_DATASETS_FILES", "4"))

@@ -21,10 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-from benchlib import pyplot, save_figure
+from benchlib import PLAYBOOK, ROOT, pyplot, save_figure
 
-ROOT = Path(__file__).resolve().parent.parent
-PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
 JOB = {"framework": "pytorch", "hosts": "workers", "script": "jobs/scripts/pytorch_ddp_mnist.py",
        "hparams_file": "jobs/hparams/mnist.conf"}
 

@@ -24,13 +24,12 @@ import sys
 import time
 from pathlib import Path
 
-from benchlib import ROOT, inventory_dir, lab, lab_env, pyplot, save_figure
+from benchlib import PLAYBOOK, ROOT, inventory_dir, lab, lab_env, pyplot, save_figure
 
 SIZES = [int(n) for n in os.environ.get("BENCH_SIZES", "2 3 16").split()]
 WARM_RUNS = int(os.environ.get("BENCH_WARM_RUNS", "2"))
 SKIP_TAGS = os.environ.get("BENCH_SKIP_TAGS", "python_envs,notebooks,docker")
 KEEP = os.environ.get("BENCH_KEEP", "") == "1"
-ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 
@@ -41,7 +40,7 @@ def log(msg: str) -> None:
 def site(inventory: Path, name: str, *extra: str) -> dict:
     env = lab_env(name)
     start = time.monotonic()
-    run = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inventory), "site.yml", "--skip-tags", SKIP_TAGS, *extra],
+    run = subprocess.run([PLAYBOOK, "-i", str(inventory), "site.yml", "--skip-tags", SKIP_TAGS, *extra],
                          cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     seconds = time.monotonic() - start
     recap = {m[0]: {"ok": int(m[1]), "changed": int(m[2]), "unreachable": int(m[3]), "failed": int(m[4])}

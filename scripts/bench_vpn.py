@@ -29,15 +29,14 @@ import sys
 import time
 from pathlib import Path
 
-from benchlib import ROOT, inventory_dir, lab, pyplot, save_figure
+from benchlib import BIN, PLAYBOOK, ROOT, inventory_dir, lab, lab_env, pyplot, save_figure
 
 NAME = "benchvpn"
 SITES = {"head": "site_a", "cpu1": "site_a", "cpu2": "site_b"}
 SECONDS = int(os.environ.get("BENCH_VPN_SECONDS", "5"))
 KEEP = os.environ.get("BENCH_KEEP", "") == "1"
 DDP = os.environ.get("BENCH_VPN_DDP", "1") == "1"
-ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
-ANSIBLE = str(Path(sys.executable).parent / "ansible")
+ANSIBLE = str(BIN / "ansible")
 
 
 def log(msg: str) -> None:
@@ -83,7 +82,7 @@ def train(inventory: Path, env: dict, hosts: str, tag: str) -> dict:
     """The DDP sample on these hosts (one rank each) over their site addresses: samples/s and test accuracy."""
     job = {"name": f"bench-vpn-{tag}", "framework": "pytorch", "hosts": hosts, "network": "site",
            "script": "jobs/scripts/pytorch_ddp_mnist.py", "hparams_file": "jobs/hparams/mnist.conf"}
-    run = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inventory), "playbooks/train.yml", "-e", json.dumps({"job": job}),
+    run = subprocess.run([PLAYBOOK, "-i", str(inventory), "playbooks/train.yml", "-e", json.dumps({"job": job}),
                           "-e", "force=true"], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     if run.returncode != 0:
         raise RuntimeError(f"training on {hosts} failed:\n{run.stdout[-3000:]}")
@@ -141,11 +140,10 @@ def main() -> int:
         inventory = site_inventory()
         os.replace(ROOT / ".lab" / NAME / "hosts.yml", inventory / "hosts.yml")
         # A fact cache of its own: the shared one may hold facts of other labs' hosts of the same names.
-        env = {**os.environ, "DL_LAB_NAME": NAME, "DL_LAB_STATE_DIR": str(ROOT / ".lab"), "ANSIBLE_FORCE_COLOR": "0",
-               "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(ROOT / ".lab" / NAME / "facts")}
+        env = {**lab_env(NAME), "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(ROOT / ".lab" / NAME / "facts")}
         tags = [] if DDP else ["--tags", "preflight,common,firewall,vpn"]
         log("converge: " + ("all of site.yml (for the DDP sample)" if DDP else "pre-flight, common, firewall, vpn"))
-        run = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inventory), "site.yml", "-e", "dl_vpn=true", "-e", "dl_pki=false",
+        run = subprocess.run([PLAYBOOK, "-i", str(inventory), "site.yml", "-e", "dl_vpn=true", "-e", "dl_pki=false",
                               *tags], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
         if run.returncode != 0:
             log(run.stdout[-3000:] + run.stderr[-2000:])
@@ -177,7 +175,7 @@ def main() -> int:
         psk_file = ROOT / ".lab" / NAME / "vpn-psk.json"
         psk_file.touch(mode=0o600)
         psk_file.write_text(json.dumps({"dl_vpn_ipsec_psk": secrets.token_urlsafe(32)}))
-        run = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inventory), "playbooks/vpn.yml", "-e", "dl_vpn=true",
+        run = subprocess.run([PLAYBOOK, "-i", str(inventory), "playbooks/vpn.yml", "-e", "dl_vpn=true",
                               "-e", "dl_pki=false",
                               "-e", "dl_vpn_backend=ipsec", "-e", "vpn_ipsec_auth=psk", "-e", f"@{psk_file}"],
                              cwd=ROOT, env=env, capture_output=True, text=True, check=False)
