@@ -102,7 +102,13 @@ for i in "${!beside[@]}"; do
   wait "${beside_pids[$i]}" || rc=$?
   echo "== make ${beside[$i]} (beside the lab), the log:"
   cat ".ansible/make-${beside[$i]}.log"
-  [ "$rc" = 0 ] || { echo "== make ${beside[$i]} failed"; others_rc=1; verdict+=("make ${beside[$i]} failed"); }
+  if [ "$rc" != 0 ]; then
+    echo "== make ${beside[$i]} failed"
+    others_rc=1
+    verdict+=("make ${beside[$i]} failed")
+    # pytest's short summary (FAILED/ERROR lines), repeated where a CI tail shows it.
+    mapfile -t -O "${#verdict[@]}" verdict < <(grep -E '^(FAILED|ERROR) ' ".ansible/make-${beside[$i]}.log" | head -20)
+  fi
 done
 if [ "${#others[@]}" -gt 0 ]; then
   echo "== molecule ${others[*]} (in the background while the lab converged), the log:"

@@ -209,6 +209,10 @@ def _tf_node(tmp_path, role, python_body):
     return run, env
 
 
+def _read(path):
+    return path.read_text() if path.exists() else ""
+
+
 def _tf_task(job, run, env):
     import shlex
     script = dl_slurm_batch_script(job, 2, {"cpu1": {"address": "10.0.0.2"}, "cpu2": {"address": "10.0.0.3"}},
@@ -254,7 +258,10 @@ def test_parameter_server_task_serves_until_the_step_is_signalled_then_exits_0(t
     run, env = _tf_node(tmp_path, "ps", "echo serving; sleep 60")
     _, task = _tf_task(ps, run, env)
     server = subprocess.Popen(["bash", "-c", task, "t"], env={"PATH": "/usr/bin:/bin"}, start_new_session=True)
-    time.sleep(1.0)
+    # Serving: the task's USR1 trap is set before it starts the server, which says "serving" in node.log.
+    deadline = time.monotonic() + 30
+    while "serving" not in _read(run / "node.log") and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert server.poll() is None, "the ps task ended on its own"
     os.killpg(server.pid, signal.SIGUSR1)  # what scancel --signal=USR1 does to every process of the step
     assert server.wait(timeout=10) == 0

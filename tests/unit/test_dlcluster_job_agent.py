@@ -46,6 +46,28 @@ class Job:
         self.procs[host] = subprocess.Popen(argv + ["--", *command], cwd=directory, stderr=subprocess.PIPE, text=True)
         return self.procs[host]
 
+    def joined(self, timeout=30):
+        """Once every host's agent has joined the coordinator (its job-state.json says so): no fixed sleep, which
+        a loaded machine (CI runs these tests beside the lab's converge) can outlast."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                hosts = self.state()["hosts"]
+            except (OSError, ValueError, KeyError):
+                hosts = {}
+            if hosts and all(entry["state"] == "running" for entry in hosts.values()):
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"not every agent joined within {timeout} s: {hosts}")
+
+    def ranks(self, host):
+        """The pids of a host's ranks (the agent's children), to end them after a test kills the agent itself."""
+        proc = self.procs[host]
+        found = []
+        for task in Path(f"/proc/{proc.pid}/task").iterdir():
+            found += [int(pid) for pid in (task / "children").read_text().split()]
+        return found
+
     def wait(self, host, timeout=30):
         proc = self.procs[host]
         proc.wait(timeout=timeout)
@@ -63,6 +85,15 @@ class Job:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def end(pids):
+    """Ranks left behind by an agent the test killed (on a real host its unit's control group ends them)."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 @pytest.fixture
@@ -122,26 +153,32 @@ def test_a_member_whose_agent_dies_is_lost_and_the_job_stops(job):
     j = job("a", "b")
     j.start("a", "sleep", "60")
     member = j.start("b", "sleep", "60")
-    time.sleep(3)
+    j.joined()
+    left = j.ranks("b")
     member.kill()  # the agent itself: its connection closes without an exit status
-    assert j.wait("a", timeout=15)[0] != 0
-    state = j.state()
-    assert state["state"] == "failed" and state["first_failure"] == "b lost"
-    # The killed agent's own ranks live in their own process group: only its unit (KillMode=control-group) ends
-    # them on a real host. Here they are cleaned up by the test.
-    subprocess.run(["pkill", "-f", "sleep 60"], check=False)
+    try:
+        assert j.wait("a", timeout=15)[0] != 0
+        state = j.state()
+        assert state["state"] == "failed" and state["first_failure"] == "b lost"
+    finally:
+        # The killed agent's own ranks live in their own process group: only its unit (KillMode=control-group)
+        # ends them on a real host.
+        end(left)
 
 
 def test_a_member_that_loses_the_coordinator_stops_its_ranks(job):
     j = job("a", "b")
     coordinator = j.start("a", "sleep", "60")
     j.start("b", "sleep", "60")
-    time.sleep(3)
+    j.joined()
+    left = j.ranks("a")
     coordinator.kill()
-    code, err = j.wait("b", timeout=15)
-    assert code == 128 + signal.SIGTERM
-    assert j.file("b", "stopped") == "abort: lost the job's coordinator", err
-    subprocess.run(["pkill", "-f", "sleep 60"], check=False)
+    try:
+        code, err = j.wait("b", timeout=15)
+        assert code == 128 + signal.SIGTERM
+        assert j.file("b", "stopped") == "abort: lost the job's coordinator", err
+    finally:
+        end(left)
 
 
 def test_the_servers_of_a_parameter_server_job_stop_when_the_chief_is_done(job):
@@ -153,6 +190,24 @@ def test_the_servers_of_a_parameter_server_job_stop_when_the_chief_is_done(job):
     state = j.state()
     assert state["state"] == "succeeded"
     assert state["hosts"]["ps"]["state"] == "stopped" and state["hosts"]["ps"]["role"] == "ps"
+    assert j.file("ps", "stopped") == "done: the job's deciding hosts finished"
+
+
+def test_a_server_that_joins_after_the_chief_has_finished_is_told_the_job_is_done(job):
+    """A short chief may end before a slow server joins: the join itself settles the job (it used to wait for the
+    server's own end, which a parameter server never reaches)."""
+    j = job("chief", "ps")
+    chief = j.start("chief", "true", role="chief")
+    deadline = time.monotonic() + 30
+    while j.file("chief", "exit_code") is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)  # its exit reported to the coordinator in the same process, just after exit_code
+    assert chief.poll() is None, "the coordinator must serve until every host has ended"
+    start = time.monotonic()
+    j.start("ps", "sleep", "60", decides=False, role="ps")
+    assert j.wait("chief", timeout=30)[0] == 0 and j.wait("ps", timeout=30)[0] == 0
+    assert time.monotonic() - start < 15
+    assert j.state()["state"] == "succeeded"
     assert j.file("ps", "stopped") == "done: the job's deciding hosts finished"
 
 
@@ -169,7 +224,7 @@ def test_a_unit_stopped_by_hand_on_a_member_fails_the_job(job):
     j = job("a", "b")
     j.start("a", "sleep", "60")
     member = j.start("b", "sleep", "60")
-    time.sleep(3)
+    j.joined()
     member.send_signal(signal.SIGTERM)
     # Its ranks stopped and reported, the agent ends by SIGTERM itself: systemd counts the unit stopped, not failed.
     assert j.wait("b")[0] == -signal.SIGTERM
@@ -190,7 +245,8 @@ def test_a_frozen_member_is_lost_after_its_silence_and_the_job_stops(job):
     j = job("a", "b")
     j.start("a", "sleep", "60")
     member = j.start("b", "sleep", "60")
-    time.sleep(3)
+    j.joined()
+    left = j.ranks("b")
     os.kill(member.pid, signal.SIGSTOP)
     frozen = time.monotonic()
     try:
@@ -200,4 +256,4 @@ def test_a_frozen_member_is_lost_after_its_silence_and_the_job_stops(job):
         assert j.file("a", "stopped") == "abort: host b lost"
     finally:
         os.kill(member.pid, signal.SIGCONT)
-        subprocess.run(["pkill", "-f", "sleep 60"], check=False)
+        end(left)

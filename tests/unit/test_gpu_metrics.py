@@ -286,14 +286,19 @@ def test_stopped_by_systemd_leaves_the_old_file_and_no_temporary_file(tmp_path):
     import time
 
     tool = tmp_path / "slow-smi"
-    tool.write_text("#!/bin/sh\nexec sleep 30\n")
+    started = tmp_path / "smi-started"
+    tool.write_text(f"#!/bin/sh\ntouch {started}\nexec sleep 30\n")
     tool.chmod(0o755)
     textfile = tmp_path / "textfile"
     textfile.mkdir()
     (textfile / "dlcluster-gpu.prom").write_text("dlcluster_gpu_collector_success 1\n")
     run = subprocess.Popen([sys.executable, str(COLLECTOR), "--vendor", "nvidia", "--smi", str(tool),
                             "--output", str(textfile / "dlcluster-gpu.prom")], stderr=subprocess.PIPE)
-    time.sleep(1)
+    # A run in flight: the tool has started (the collector's SIGTERM handler is set before it runs the tool).
+    deadline = time.monotonic() + 30
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert started.exists(), "the collector never ran the tool"
     run.send_signal(signal.SIGTERM)
     assert run.wait(timeout=10) == 143
     assert os.listdir(textfile) == ["dlcluster-gpu.prom"]
