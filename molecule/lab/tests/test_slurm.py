@@ -83,10 +83,24 @@ def test_slurm_ports_answer_members_and_not_outsiders(host):
     assert probe(lab_host("outsider"), "tcp", lab_address("cpu1"), 6818) == "timeout"
 
 
-def test_ddp_sample_through_slurm_reaches_090_with_the_direct_backends_summary(host):
+def test_ddp_sample_submitted_without_waiting_then_attached_reaches_090_with_the_direct_backends_summary(host):
+    """The shipped Slurm spec, submitted with wait=false (the run ends at the submission and says how to come
+    back), then attached: the attached run watches it to the end, collects and summarises as a waiting run does.
+    Attaching with another job's spec is refused, naming both."""
     name = "pytorch-ddp-mnist-slurm"
-    run = run_playbook("playbooks/train.yml", "-e", f"job=jobs/{name}.yml", "-e", "force=true")
+    submitted = run_playbook("playbooks/train.yml", "-e", f"job=jobs/{name}.yml", "-e", "force=true",
+                             "-e", "wait=false")
+    assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr
+    job_id = re.search(r"Slurm job (\d+)", submitted.stdout).group(1)
+    assert f"attach={job_id}" in " ".join(submitted.stdout.split())
+    assert "TASK [train : Watch the Slurm job until it ends]" not in submitted.stdout
+    other = run_playbook("playbooks/train.yml", "-e", _job("lab-slurm-other", hparams={"epochs": 1}), "-e",
+                         f"attach={job_id}")
+    words = " ".join((other.stdout + other.stderr).split())
+    assert other.returncode != 0 and f"Slurm job {job_id} is {name}, not job lab-slurm-other" in words, words[-2000:]
+    run = run_playbook("playbooks/train.yml", "-e", f"job=jobs/{name}.yml", "-e", f"attach={job_id}")
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr
+    assert "TASK [train : Watch the Slurm job until it ends]" in run.stdout
     summary = json.loads((RUNS / name / "summary.json").read_text())
     assert summary["ok"] and summary["test_accuracy"] >= 0.90, summary["message"]
     assert {row["host"] for row in summary["ranks"]} == set(WORKERS)
@@ -94,9 +108,8 @@ def test_ddp_sample_through_slurm_reaches_090_with_the_direct_backends_summary(h
     plan = json.loads((RUNS / name / "plan.json").read_text())
     assert plan["backend"] == "slurm" and plan["slurm"]["partition"] == "workers" and plan["slurm"]["nodes"] == 2
     assert (RUNS / name / "job.sbatch").read_text().startswith("#!/bin/bash")
-    job_id = re.search(r"Slurm job (\d+)", run.stdout).group(1)
     state = host.check_output(f"scontrol show job --oneliner {job_id}")
-    assert "JobState=COMPLETED" in state and "NodeList=cpu[1-2]" in state, state
+    assert state.count("JobState=COMPLETED") == 1 and "NodeList=cpu[1-2]" in state, state
     # What Slurm allocated is added to the plan once the job ran.
     assert plan["allocation"] == {"job_id": job_id, "nodes": ["cpu1", "cpu2"], "batch_host": "cpu1",
                                   "state": "COMPLETED", "exit_code": "0:0"}, plan["allocation"]
@@ -173,27 +186,9 @@ def test_bad_slurm_jobs_are_refused_before_anything_is_submitted(host):
     assert host.check_output("squeue --noheader --states=all --name=lab-slurm-bad --format=%i") == ""
 
 
-def test_submit_without_waiting_then_attach_or_cancel(host):
-    name = "lab-slurm-later"
-    # One epoch: what is shown here is the way back to a job, not its accuracy (test_ddp_sample_through_slurm_...).
-    submitted = run_playbook("playbooks/train.yml", "-e", _job(name, hparams={"epochs": 1}), "-e", "force=true",
-                             "-e", "wait=false")
-    assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr
-    job_id = re.search(r"Slurm job (\d+)", submitted.stdout).group(1)
-    assert f"attach={job_id}" in " ".join(submitted.stdout.split())
-    assert "TASK [train : Watch the Slurm job until it ends]" not in submitted.stdout
-    # Attached with another job's spec: refused, naming both.
-    other = run_playbook("playbooks/train.yml", "-e", _job("lab-slurm-other", hparams={"epochs": 1}), "-e",
-                         f"attach={job_id}")
-    words = " ".join((other.stdout + other.stderr).split())
-    assert other.returncode != 0 and f"Slurm job {job_id} is {name}, not job lab-slurm-other" in words, words[-2000:]
-    attached = run_playbook("playbooks/train.yml", "-e", _job(name, hparams={"epochs": 1}), "-e", f"attach={job_id}")
-    assert attached.returncode == 0, attached.stdout[-3000:] + attached.stderr
-    assert "TASK [train : Watch the Slurm job until it ends]" in attached.stdout
-    summary = json.loads((RUNS / name / "summary.json").read_text())
-    assert summary["ok"] and {row["host"] for row in summary["ranks"]} == set(WORKERS), summary["message"]
-    assert host.check_output(f"scontrol show job --oneliner {job_id}").count("JobState=COMPLETED") == 1
-
+def test_a_job_submitted_without_waiting_is_cancelled_and_leaves_no_process(host):
+    """wait=false then cancel= (attach= is shown with the DDP sample above); the same id again while Slurm holds the
+    job is refused, and so is an unknown job id."""
     slow = "lab-slurm-cancel"
     submitted = run_playbook("playbooks/train.yml", "-e", _job(slow, hparams={"epochs": 60, "step_sleep": 0.05}),
                              "-e", "force=true", "-e", "wait=false")

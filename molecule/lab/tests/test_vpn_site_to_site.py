@@ -14,17 +14,19 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 
-from labtest import SEND, echo_server, lab_host, ping, refused_output, run_playbook, site_address, site_subnets  # noqa: E402
+from labtest import (ROOT, SEND, echo_server, lab_host, ping, refused_output, run_playbook,  # noqa: E402
+                     site_address, site_subnets)
 
 S2S = ["-e", "dl_vpn_topology=site-to-site"]
 IPSEC = ["-e", "dl_vpn_backend=ipsec"]
 
 
 def converge(*extra: str) -> None:
-    """The firewall (whose rules depend on the topology) and then the VPN, with these settings."""
-    for playbook in ("playbooks/firewall.yml", "playbooks/vpn.yml"):
-        run = run_playbook(playbook, *extra)
-        assert run.returncode == 0, run.stdout[-6000:] + run.stderr
+    """The firewall (whose rules depend on the topology) and then the VPN, with these settings: one
+    ansible-playbook run of both plays, every host at once (the canary's batches are tested in test_zz_rollouts)."""
+    run = run_playbook("playbooks/firewall.yml", str(ROOT / "playbooks" / "vpn.yml"),
+                       "-e", '{"dl_rollout_batches": ["100%"]}', *extra)
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr
 
 
 def head_transfer_with(peer_subnet: str) -> int:
