@@ -2,6 +2,7 @@
 tests; load scripts by path."""
 
 import sys
+import time
 from importlib.machinery import SourceFileLoader
 from importlib.util import module_from_spec, spec_from_loader
 from pathlib import Path
@@ -25,3 +26,15 @@ def load_script(name, path):
     sys.modules[name] = module
     loader.exec_module(module)
     return module
+
+
+def wait_until(condition, timeout=30.0, every=0.05):
+    """Call condition() until it returns something true or `timeout` seconds pass; its last value. For tests that
+    wait on another process: a fixed sleep is outlasted on a loaded machine (CI runs the unit tests beside the
+    lab's converge)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(every)

@@ -2,6 +2,7 @@
 
 import pytest
 from ansible.errors import AnsibleFilterError
+from conftest import wait_until
 
 from dl_slurm import (FilterModule, dl_slurm_batch_script, dl_slurm_failed_nodes, dl_slurm_gres_lines, dl_slurm_job,
                       dl_slurm_job_resources, dl_slurm_node, dl_slurm_node_line, dl_slurm_partitions, dl_slurm_problems, dl_slurmd_mismatch)
@@ -253,15 +254,12 @@ def test_parameter_server_task_serves_until_the_step_is_signalled_then_exits_0(t
     import os
     import signal
     import subprocess
-    import time
     ps = {**TF, "strategy": "parameter_server"}
     run, env = _tf_node(tmp_path, "ps", "echo serving; sleep 60")
     _, task = _tf_task(ps, run, env)
     server = subprocess.Popen(["bash", "-c", task, "t"], env={"PATH": "/usr/bin:/bin"}, start_new_session=True)
     # Serving: the task's USR1 trap is set before it starts the server, which says "serving" in node.log.
-    deadline = time.monotonic() + 30
-    while "serving" not in _read(run / "node.log") and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: "serving" in _read(run / "node.log"))
     assert server.poll() is None, "the ps task ended on its own"
     os.killpg(server.pid, signal.SIGUSR1)  # what scancel --signal=USR1 does to every process of the step
     assert server.wait(timeout=10) == 0

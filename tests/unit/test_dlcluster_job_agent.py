@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_until
 
 AGENT = Path(__file__).resolve().parents[2] / "roles" / "train" / "files" / "dlcluster-job-agent"
 
@@ -46,19 +47,17 @@ class Job:
         self.procs[host] = subprocess.Popen(argv + ["--", *command], cwd=directory, stderr=subprocess.PIPE, text=True)
         return self.procs[host]
 
+    def host_states(self):
+        """{host: state} from the coordinator's job-state.json; {} until it has written one."""
+        try:
+            return {host: entry["state"] for host, entry in self.state()["hosts"].items()}
+        except (OSError, ValueError, KeyError):
+            return {}
+
     def joined(self, timeout=30):
-        """Once every host's agent has joined the coordinator (its job-state.json says so): no fixed sleep, which
-        a loaded machine (CI runs these tests beside the lab's converge) can outlast."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                hosts = self.state()["hosts"]
-            except (OSError, ValueError, KeyError):
-                hosts = {}
-            if hosts and all(entry["state"] == "running" for entry in hosts.values()):
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"not every agent joined within {timeout} s: {hosts}")
+        """Once every host's agent has joined the coordinator (its job-state.json says so)."""
+        assert wait_until(lambda: set(self.host_states().values()) == {"running"}, timeout), \
+            f"not every agent joined within {timeout} s: {self.host_states()}"
 
     def ranks(self, host):
         """The pids of a host's ranks (the agent's children), to end them after a test kills the agent itself."""
@@ -198,10 +197,7 @@ def test_a_server_that_joins_after_the_chief_has_finished_is_told_the_job_is_don
     server's own end, which a parameter server never reaches)."""
     j = job("chief", "ps")
     chief = j.start("chief", "true", role="chief")
-    deadline = time.monotonic() + 30
-    while j.file("chief", "exit_code") is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(0.5)  # its exit reported to the coordinator in the same process, just after exit_code
+    assert wait_until(lambda: j.host_states().get("chief") == "exited"), j.host_states()
     assert chief.poll() is None, "the coordinator must serve until every host has ended"
     start = time.monotonic()
     j.start("ps", "sleep", "60", decides=False, role="ps")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURES as UNIT_FIXTURES
-from conftest import ROOT, load_script
+from conftest import ROOT, load_script, wait_until
 
 COLLECTOR = ROOT / "roles" / "gpu_exporter" / "files" / "dlcluster-gpu-metrics"
 FIXTURES = UNIT_FIXTURES / "gpu"
@@ -283,7 +283,6 @@ def test_hanging_tool_times_out(tmp_path):
 def test_stopped_by_systemd_leaves_the_old_file_and_no_temporary_file(tmp_path):
     """SIGTERM (systemd restarting a run in flight) ends the run cleanly: status 143, nothing half-written."""
     import signal
-    import time
 
     tool = tmp_path / "slow-smi"
     started = tmp_path / "smi-started"
@@ -295,10 +294,7 @@ def test_stopped_by_systemd_leaves_the_old_file_and_no_temporary_file(tmp_path):
     run = subprocess.Popen([sys.executable, str(COLLECTOR), "--vendor", "nvidia", "--smi", str(tool),
                             "--output", str(textfile / "dlcluster-gpu.prom")], stderr=subprocess.PIPE)
     # A run in flight: the tool has started (the collector's SIGTERM handler is set before it runs the tool).
-    deadline = time.monotonic() + 30
-    while not started.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert started.exists(), "the collector never ran the tool"
+    assert wait_until(started.exists), "the collector never ran the tool"
     run.send_signal(signal.SIGTERM)
     assert run.wait(timeout=10) == 143
     assert os.listdir(textfile) == ["dlcluster-gpu.prom"]
