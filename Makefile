@@ -68,7 +68,8 @@ test: venv bootstrap ## Every test: lint, unit and the molecule scenarios (each 
 	  echo "== stage molecule (with lint and unit beside it): $$(( $$(date +%s) - t )) s"
 
 # TensorFlow and Keras add ~1 GB per host: kept out of CI's two cores.
-test-full: test ## Every test, then TensorFlow/Keras envs, validate and the TF jobs on the lab.
+test-full: venv ## Every test (the lab's `full` ones too), then TensorFlow/Keras envs, validate and the TF jobs on the lab.
+	DL_LAB_TESTS="full or not full" $(MAKE) --no-print-directory test
 	scripts/test-full.sh
 
 bench: venv ## Benchmarks: pip mirror upstream fetches, launch overhead, 1 vs 2 host throughput, the benchmark vs by hand, warm re-runs on 2/3/16 hosts, the VPN, datasets through the cache vs direct, the controller's cost of supervising a job, the launcher at 2/4/8 hosts.

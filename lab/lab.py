@@ -263,11 +263,26 @@ def write_extra_cas() -> list[str]:
 # --------------------------------------------------------------------------
 
 def lab_containers(lab: str) -> dict[str, dict]:
+    """The lab's hosts by name; a container `down` retired (renamed, its removal still running) is not one."""
     ids = docker("ps", "-aq", "--filter", f"label={LABEL}={lab}").split()
     if not ids:
         return {}
     info = json.loads(docker("inspect", *ids))
-    return {c["Config"]["Labels"]["dlcluster.host"]: c for c in info}
+    return {c["Config"]["Labels"]["dlcluster.host"]: c for c in info
+            if c["Name"].lstrip("/") == container_name(lab, c["Config"]["Labels"]["dlcluster.host"])}
+
+
+def retire(info: dict) -> None:
+    """Stop a lab host at once and free its name; its filesystem is deleted in the background.
+
+    Deleting a converged host's files (gigabytes of Python environments) takes about a minute; nothing waits on
+    it. The container is killed (no restart), renamed, and removed by a `docker rm` that outlives this process.
+    """
+    docker("update", "--restart", "no", info["Id"])
+    docker("kill", info["Id"], check=False)  # already stopped: nothing to kill
+    docker("rename", info["Id"], f"{info['Name'].lstrip('/')}-removing-{info['Id'][:12]}")
+    subprocess.Popen(["docker", "rm", "--force", "--volumes", info["Id"]], stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 def ensure_network(lab: str, name: str | None = None) -> dict:
@@ -448,10 +463,9 @@ def down(args: argparse.Namespace) -> None:
         return
     containers = lab_containers(args.name)
     if containers:
-        log(f"removing {', '.join(containers)}")
-        # At once: each removal mostly waits on its own filesystem's deletion.
+        log(f"removing {', '.join(containers)} (stopped now, their files deleted in the background)")
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(containers)) as pool:
-            list(pool.map(lambda info: docker("rm", "--force", "--volumes", info["Id"]), containers.values()))
+            list(pool.map(retire, containers.values()))
     for net in docker("network", "ls", "-q", "--filter", f"label={LABEL}={args.name}").split():
         docker("network", "rm", net)
     state = STATE_ROOT / args.name

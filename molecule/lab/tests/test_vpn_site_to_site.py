@@ -88,6 +88,8 @@ def test_the_preflight_refuses_a_site_without_a_gateway():
     assert "Site site_a has no gateway: set dl_site_gateway in the site group's group_vars" in output
 
 
+# make test-full only: site-to-site is proven here with WireGuard, strongSwan by test_vpn_ipsec.py.
+@pytest.mark.full
 def test_site_to_site_with_strongswan_carries_the_subnets_between_the_gateways():
     converge(*S2S, *IPSEC)
     site_a, site_b = str(site_subnets()["site_a"]), str(site_subnets()["site_b"])

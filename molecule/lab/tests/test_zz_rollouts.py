@@ -146,6 +146,8 @@ def test_reboot_play_reboots_what_needs_it_and_holds_a_busy_host(busy_cpu2):
     assert lab_host("head").check_output("sinfo --noheader --Node --nodes cpu1 --format '%T %E'") == "idle none"
 
 
+# make test-full only: the reboot and the hold of a busy host are proven above; this forces past the hold.
+@pytest.mark.full
 def test_forced_reboot_of_the_busy_host(busy_cpu2):
     """Forced: cpu2 reboots despite its job. It was left drained by an interrupted run of the play (our reason):
     this run takes it back once it is up again."""
