@@ -2,10 +2,12 @@
 
 ansible.builtin.apt loads the whole apt cache (python-apt) on every call, about a second of the host's CPU even when
 every package is already installed: a warm `site.yml` ran 23 such tasks per host. dl_apt first asks dpkg (one
-`dpkg-query` of the named packages, read-only, check mode too) and returns `changed: false` when each one is installed
-in a version its pin allows (`name=1.2.3`, `name=1.2*`). Anything else -- a package missing, removed by hand, in
-another version, half-installed, or an option this fast path does not judge -- runs ansible.builtin.apt with the
-task's own arguments, so what is installed, and how, stays apt's decision.
+`dpkg-query` of the named packages and apt's list of automatically installed ones, read-only, check mode too) and
+returns `changed: false` when each one is installed, marked manually installed (apt marks every package it is named),
+and in the exact version of its pin, if any (`name=1.2.3`). Anything else -- a package missing, removed by hand, in
+another version, half-installed, installed only as a dependency, a wildcard pin (apt would upgrade within it), or an
+option this fast path does not judge -- runs ansible.builtin.apt with the task's own arguments, so what is installed,
+and how, stays apt's decision.
 
 What the fast path leaves out: a task whose packages are all installed does not refresh apt's lists
 (`update_cache`, `cache_valid_time`), as apt itself would once the lists are older than `cache_valid_time`; the next
@@ -14,7 +16,6 @@ install that needs the lists refreshes them.
 
 from __future__ import annotations
 
-import fnmatch
 import re
 import shlex
 
@@ -22,9 +23,12 @@ from ansible.plugins.action import ActionBase
 
 # The options whose meaning, for packages already installed, is "nothing to do" at state present.
 FAST_PATH_OPTIONS = {"name", "state", "update_cache", "cache_valid_time", "install_recommends", "lock_timeout"}
-# A Debian package name (Policy 5.6.1), optionally pinned with =VERSION (apt's own syntax, * allowed).
-PACKAGE = re.compile(r"^(?P<name>[a-z0-9][a-z0-9+.-]+)(?:=(?P<version>[A-Za-z0-9.+~:*-]+))?$")
+# A Debian package name (Policy 5.6.1), optionally pinned to one exact version with =VERSION.
+PACKAGE = re.compile(r"^(?P<name>[a-z0-9][a-z0-9+.-]+)(?:=(?P<version>[A-Za-z0-9.+~:-]+))?$")
 DPKG_QUERY_FORMAT = "${Package}\\t${db:Status-Abbrev}\\t${Version}\\n"
+# apt's record of the packages it installed as dependencies ("Auto-Installed: 1").
+EXTENDED_STATES = "/var/lib/apt/extended_states"
+SEPARATOR = "--- dl_apt: apt's extended states ---"
 
 
 def wanted_packages(args: dict) -> list[tuple[str, str | None]] | None:
@@ -48,19 +52,31 @@ def wanted_packages(args: dict) -> list[tuple[str, str | None]] | None:
 def parse_dpkg_query(stdout: str) -> dict[str, tuple[str, str]]:
     """dpkg-query's lines (package, status abbreviation, version) as {package: (status, version)}."""
     found = {}
-    for line in stdout.splitlines():
+    for line in stdout.split(SEPARATOR)[0].splitlines():
         parts = line.split("\t")
         if len(parts) == 3:
             found[parts[0]] = (parts[1].strip(), parts[2].strip())
     return found
 
 
-def not_installed(wanted: list[tuple[str, str | None]], found: dict[str, tuple[str, str]]) -> list[str]:
-    """The wanted packages dpkg does not hold installed ("ii") in a version their pin allows."""
+def parse_auto_installed(stdout: str) -> set[str]:
+    """The packages apt's extended states (after the separator) mark Auto-Installed: 1, any architecture."""
+    auto = set()
+    for stanza in stdout.split(SEPARATOR, 1)[-1].split("\n\n") if SEPARATOR in stdout else []:
+        fields = dict(line.split(":", 1) for line in stanza.strip().splitlines() if ":" in line)
+        if fields.get("Auto-Installed", "").strip() == "1" and fields.get("Package"):
+            auto.add(fields["Package"].strip())
+    return auto
+
+
+def not_installed(wanted: list[tuple[str, str | None]], found: dict[str, tuple[str, str]],
+                  auto: frozenset | set = frozenset()) -> list[str]:
+    """The wanted packages dpkg does not hold installed ("ii") in their pinned version, or that apt installed only
+    as a dependency (apt marks a package it is named manually installed)."""
     missing = []
     for name, pin in wanted:
         status, version = found.get(name, ("", ""))
-        if status != "ii" or (pin is not None and not fnmatch.fnmatchcase(version, pin)):
+        if status != "ii" or (pin is not None and version != pin) or name in auto:
             missing.append(name if pin is None else f"{name}={pin}")
     return missing
 
@@ -68,7 +84,8 @@ def not_installed(wanted: list[tuple[str, str | None]], found: dict[str, tuple[s
 def dpkg_query_command(wanted: list[tuple[str, str | None]]) -> str:
     names = " ".join(shlex.quote(name) for name, _ in wanted)
     # Unknown names make dpkg-query exit 1 (they print nothing on stdout): those count as missing.
-    return f"dpkg-query --show --showformat={shlex.quote(DPKG_QUERY_FORMAT)} -- {names}"
+    return (f"dpkg-query --show --showformat={shlex.quote(DPKG_QUERY_FORMAT)} -- {names}; "
+            f"echo {shlex.quote(SEPARATOR)}; cat {EXTENDED_STATES} 2>/dev/null; true")
 
 
 class ActionModule(ActionBase):
@@ -83,7 +100,8 @@ class ActionModule(ActionBase):
         wanted = wanted_packages(args)
         if wanted is not None:
             query = self._low_level_execute_command(dpkg_query_command(wanted), sudoable=False)
-            missing = not_installed(wanted, parse_dpkg_query(query.get("stdout", "")))
+            stdout = query.get("stdout", "")
+            missing = not_installed(wanted, parse_dpkg_query(stdout), parse_auto_installed(stdout))
             if not missing:
                 result.update(changed=False, dl_apt_fast_path=True,
                               msg=f"installed: {', '.join(name for name, _ in wanted)} (dpkg; apt's cache not read)")

@@ -35,6 +35,8 @@ STATE_ROOT = Path(os.environ.get("DL_LAB_STATE_DIR", ROOT / ".lab"))
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dlcluster"
 IMAGE_REPO = "dlcluster-lab/debian12"
 LABEL = "dlcluster.lab"
+# In the name of a container `down` has stopped and is deleting in the background.
+RETIRED = "-removing-"
 BOOTSTRAP_USER = "admin"
 MAX_HOSTS = 64
 READY_TIMEOUT = 120
@@ -280,9 +282,21 @@ def retire(info: dict) -> None:
     """
     docker("update", "--restart", "no", info["Id"])
     docker("kill", info["Id"], check=False)  # already stopped: nothing to kill
-    docker("rename", info["Id"], f"{info['Name'].lstrip('/')}-removing-{info['Id'][:12]}")
-    subprocess.Popen(["docker", "rm", "--force", "--volumes", info["Id"]], stdin=subprocess.DEVNULL,
+    docker("rename", info["Id"], f"{info['Name'].lstrip('/')}{RETIRED}{info['Id'][:12]}")
+    remove_in_background(info["Id"])
+
+
+def remove_in_background(container: str) -> None:
+    """`docker rm` of a stopped container, left running after this process ends."""
+    subprocess.Popen(["docker", "rm", "--force", "--volumes", container], stdin=subprocess.DEVNULL,
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def retired_containers(lab: str, exclude=()) -> list[str]:
+    """The names of the lab's containers that `down` retired and that still exist (their removal runs or failed)."""
+    lines = docker("ps", "-a", "--filter", f"label={LABEL}={lab}", "--format", "{{.ID}} {{.Names}}").splitlines()
+    return [name for cid, name in (line.split(" ", 1) for line in lines if " " in line)
+            if RETIRED in name and not any(full.startswith(cid) for full in exclude)]
 
 
 def ensure_network(lab: str, name: str | None = None) -> dict:
@@ -466,6 +480,10 @@ def down(args: argparse.Namespace) -> None:
         log(f"removing {', '.join(containers)} (stopped now, their files deleted in the background)")
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(containers)) as pool:
             list(pool.map(retire, containers.values()))
+    # An earlier down's removal that did not finish (e.g. the engine restarted): started again.
+    for left in retired_containers(args.name, exclude=[info["Id"] for info in containers.values()]):
+        log(f"removing {left} again (an earlier removal did not finish)")
+        remove_in_background(left)
     for net in docker("network", "ls", "-q", "--filter", f"label={LABEL}={args.name}").split():
         docker("network", "rm", net)
     state = STATE_ROOT / args.name

@@ -8,16 +8,20 @@ DOCUMENTATION = r"""
 module: dl_apt
 short_description: Install Debian packages with ansible.builtin.apt, answering from dpkg when none is missing
 description:
-  - For I(state=present) only. Asks dpkg (one read-only C(dpkg-query) of the named packages) first; when every
-    package is installed in a version its pin allows, returns C(changed=false) without running apt, which loads
-    apt's whole cache on every call.
-  - Otherwise (a package missing, removed, in another version or half-installed) runs M(ansible.builtin.apt) with
-    the task's arguments, so what is installed and how stays apt's decision.
-  - A task whose packages are all installed does not refresh apt's lists (I(update_cache)).
+  - For I(state=present) only. Asks dpkg first (one read-only C(dpkg-query) of the named packages, and apt's list of
+    automatically installed packages); when every package is installed, marked manually installed and in the exact
+    version of its pin, returns C(changed=false) without running apt, which loads apt's whole cache on every call.
+  - Otherwise (a package missing, removed, in another version, half-installed or installed only as a dependency, a
+    wildcard pin, any other option) runs M(ansible.builtin.apt) with the task's arguments, so what is installed and
+    how stays apt's decision.
+  - A task whose packages are all installed does not refresh apt's lists (I(update_cache)); give every install
+    I(cache_valid_time), so that the one that runs apt refreshes stale lists itself.
   - The action plugin does the work; this file carries the documentation and the accepted arguments.
 options:
   name:
-    description: Package names, each optionally pinned (C(name=1.2.3) or C(name=1.2*)), as for M(ansible.builtin.apt).
+    description:
+      - Package names, each optionally pinned (C(name=1.2.3); a wildcard pin always runs apt), as for
+        M(ansible.builtin.apt).
     type: list
     elements: str
     required: true

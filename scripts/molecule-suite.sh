@@ -115,6 +115,12 @@ if [ "${#others[@]}" -gt 0 ]; then
   cat .ansible/molecule-others.log
 fi
 if $lab_ok && [ "$others_rc" = 0 ]; then
+  # The other scenarios' hosts are deleted in the background after their destroy (lab/lab.py down): the lab's
+  # timing-sensitive tests start once that is done (at most two minutes).
+  for _ in $(seq 60); do
+    [ -z "$(docker ps -aq --filter name=-removing-)" ] && break
+    sleep 2
+  done
   lab_step verify || {
     python3 scripts/junit_failures.py .ansible/junit-lab.xml
     lab_ok=false
