@@ -292,11 +292,10 @@ def remove_in_background(container: str) -> None:
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-def retired_containers(lab: str, exclude=()) -> list[str]:
+def retired_containers(lab: str) -> list[str]:
     """The names of the lab's containers that `down` retired and that still exist (their removal runs or failed)."""
-    lines = docker("ps", "-a", "--filter", f"label={LABEL}={lab}", "--format", "{{.ID}} {{.Names}}").splitlines()
-    return [name for cid, name in (line.split(" ", 1) for line in lines if " " in line)
-            if RETIRED in name and not any(full.startswith(cid) for full in exclude)]
+    names = docker("ps", "-a", "--filter", f"label={LABEL}={lab}", "--format", "{{.Names}}").split()
+    return [name for name in names if RETIRED in name]
 
 
 def ensure_network(lab: str, name: str | None = None) -> dict:
@@ -475,15 +474,15 @@ def down(args: argparse.Namespace) -> None:
     if shutil.which("docker") is None or run(["docker", "info"], check=False).returncode != 0:
         log("no Docker engine answers; nothing to remove")
         return
+    # An earlier down's removal that did not finish (e.g. the engine restarted): started again.
+    for left in retired_containers(args.name):
+        log(f"removing {left} again (an earlier removal did not finish)")
+        remove_in_background(left)
     containers = lab_containers(args.name)
     if containers:
         log(f"removing {', '.join(containers)} (stopped now, their files deleted in the background)")
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(containers)) as pool:
             list(pool.map(retire, containers.values()))
-    # An earlier down's removal that did not finish (e.g. the engine restarted): started again.
-    for left in retired_containers(args.name, exclude=[info["Id"] for info in containers.values()]):
-        log(f"removing {left} again (an earlier removal did not finish)")
-        remove_in_background(left)
     for net in docker("network", "ls", "-q", "--filter", f"label={LABEL}={args.name}").split():
         docker("network", "rm", net)
     state = STATE_ROOT / args.name
