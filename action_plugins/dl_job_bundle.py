@@ -1,11 +1,13 @@
 """dl_job_bundle: write, on the controller, the one archive of a job's files that every host of the job unpacks.
 
 Documentation and arguments: library/dl_job_bundle.py. Used by roles/train/tasks/prepare.yml: one archive built
-once replaces a copy task per file per host (a directory copy costs two module runs per file on every host).
+once, returned base64 as ``data`` for library/dl_job_files.py to unpack in one module run per host, replaces a copy
+task per file per host (a directory copy costs two module runs per file on every host).
 """
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import stat
@@ -162,7 +164,8 @@ class ActionModule(ActionBase):
                 member["src"] = self._find_needle("files", member["src"])
             members.append(member)
         data = build(members, args["prefix"])
-        result.update(dest=args["dest"], members=[m["name"] for m in members], size=len(data), changed=True)
+        result.update(dest=args["dest"], members=[m["name"] for m in members], size=len(data), changed=True,
+                      data=base64.b64encode(data).decode())
         if not self._task.check_mode:
             write_atomically(args["dest"], data)
         return result

@@ -9,14 +9,14 @@ module: dl_job_bundle
 short_description: Write on the controller one gzipped tar of the files every host of a job receives
 description:
   - Runs on the controller only (no host is contacted). Writes I(dest), a gzipped tar of I(members) under
-    I(prefix), which each host then unpacks with one M(ansible.builtin.unarchive) instead of one copy task per
-    file.
+    I(prefix), and returns it base64-encoded as C(data), which each host then unpacks with one M(dl_job_files)
+    run instead of one copy task per file.
   - A I(src) directory is added with its whole tree and its modes, symlinks followed (as M(ansible.builtin.copy)
     does), without C(__pycache__) directories and compiled Python. A relative I(src) is looked up like copy's
     (the role's C(files/), then the playbook's).
   - Every member's parent directories are in the archive, so unpacking creates them. The archive's files belong to
-    nobody in particular: the user who unpacks them owns them.
-  - Always C(changed); in check mode nothing is written.
+    nobody in particular, so the user who unpacks them owns them.
+  - Always C(changed); in check mode nothing is written (C(data) is returned all the same).
   - The action plugin does the work; this file carries the documentation and the accepted arguments.
 options:
   dest:
@@ -75,33 +75,22 @@ size:
   description: Bytes of the archive.
   returned: always
   type: int
+data:
+  description: The archive, base64-encoded (what M(dl_job_files) unpacks on each host).
+  returned: always
+  type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
+import json
+import sys
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec={
-            "dest": {"type": "path", "required": True},
-            "prefix": {"type": "str", "default": ""},
-            "members": {
-                "type": "list",
-                "elements": "dict",
-                "required": True,
-                "options": {
-                    "name": {"type": "str", "required": True},
-                    "src": {"type": "str"},
-                    "content": {"type": "str"},
-                    "mode": {"type": "raw"},
-                },
-                "mutually_exclusive": [["src", "content"]],
-            },
-        },
-        supports_check_mode=True,
-    )
-    module.fail_json(msg="dl_job_bundle runs through its action plugin (action_plugins/dl_job_bundle.py): put that "
-                         "directory in the action plugin path (ansible.cfg's action_plugins)")
+    # No arguments are read here: the action plugin checks them (its ARGUMENT_SPEC, as documented above).
+    print(json.dumps({"failed": True, "msg": "dl_job_bundle runs through its action plugin "
+                      "(action_plugins/dl_job_bundle.py): put that directory in the action plugin path "
+                      "(ansible.cfg's action_plugins)"}))
+    sys.exit(1)
 
 
 if __name__ == "__main__":

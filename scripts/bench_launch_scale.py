@@ -10,8 +10,9 @@ checkout, playbooks/train.yml runs the PyTorch DDP sample (1 epoch) on the first
   - controller overhead: playbook start -> every host's unit started (systemd's own "Started" entry in each
     host's journal, so the ranks' start-up, which grows with the host count on two cores, is not in it);
   - full launch: playbook start -> every rank's first training step (the ranks' metrics);
-  - the playbook's wall time and the controller's CPU (ansible-playbook and every process it started), and the
-    most task workers alive at once.
+  - the playbook's wall time and the controller's CPU (ansible-playbook and every process it started), also up to
+    every unit started (sampled every 0.2 s), and the most task workers alive at once;
+  - the floor under any launcher: `ansible <workers> -b -m ping` on the same workers (first contact only).
 
 For the smallest and the largest size the same job also runs BENCH_EXTRA_SECONDS (default 60) longer (step_sleep):
 the extra minute's controller CPU is the cost of supervising, as in scripts/bench_supervision.py.
@@ -33,7 +34,8 @@ import sys
 import time
 from pathlib import Path
 
-from benchlib import BIN, PLAYBOOK, ROOT, checkout_env, inventory_dir, lab, lab_env, pyplot, run_watched, save_figure
+from benchlib import (BIN, PLAYBOOK, ROOT, checkout_env, cpu_at, inventory_dir, lab, lab_env, pyplot, run_watched,
+                      save_figure)
 
 NAME = "benchlaunch"
 SIZES = sorted({int(n) for n in os.environ.get("BENCH_SIZES", "2 4 8").split()})
@@ -94,10 +96,24 @@ def run_job(checkout: Path, label: str, size: int, round_: int, extra: float, in
     steps = [rank["first_step_unix"] for rank in summary.get("ranks", []) if rank.get("first_step_unix")]
     row = {"checkout": label, "hosts": size, "kind": kind, "round": round_, "job": job_id,
            "overhead_s": round(max(units.values()) - started, 2),
+           "overhead_cpu_s": cpu_at(run["cpu_timeline"], max(units.values())),
            "first_step_s": round(max(steps) - started, 2) if len(steps) == size else None,
            "wall_s": run["wall_s"], "controller_cpu_s": run["cpu_s"], "peak_workers": run["peak_workers"],
            "test_accuracy": summary.get("test_accuracy")}
     log(json.dumps(row))
+    return row
+
+
+def contact(size: int, round_: int, inventory: Path) -> dict:
+    """The floor under any launcher: `ansible -m ping` with become on the same workers (the first contact, which
+    starts mitogen's interpreters on every host, and nothing else): wall and controller CPU seconds."""
+    hosts = ":".join(workers(size))
+    run = run_watched([str(BIN / "ansible"), hosts, "-i", str(inventory), "-b", "-m", "ansible.builtin.ping"], ROOT,
+                      lab_env(NAME))
+    if run["rc"] != 0:
+        sys.exit(f"bench-launch-scale: ansible -m ping on {hosts} failed:\n{run['output'][-3000:]}")
+    row = {"hosts": size, "round": round_, "wall_s": round(run["wall_s"], 2), "controller_cpu_s": run["cpu_s"]}
+    log(f"bare contact: {json.dumps(row)}")
     return row
 
 
@@ -110,7 +126,7 @@ def results_of(rows: list[dict], checkouts: list[str]) -> dict:
             short = [r for r in mine if r["hosts"] == size and r["kind"] == "short"]
             long_ = [r for r in mine if r["hosts"] == size and r["kind"] == "long"]
             entry = {key: round(statistics.median(r[key] for r in short), 2)
-                     for key in ("overhead_s", "first_step_s", "wall_s", "controller_cpu_s")
+                     for key in ("overhead_s", "overhead_cpu_s", "first_step_s", "wall_s", "controller_cpu_s")
                      if all(r[key] is not None for r in short)}
             entry["peak_workers"] = max(r["peak_workers"] for r in short + long_)
             if long_:
@@ -120,39 +136,60 @@ def results_of(rows: list[dict], checkouts: list[str]) -> dict:
             per_size[size] = entry
         smallest = per_size[SIZES[0]]
         for entry in per_size.values():
-            for key in ("overhead_s", "first_step_s"):
+            for key in ("overhead_s", "overhead_cpu_s", "first_step_s"):
                 if key in entry and smallest.get(key):
                     entry[f"{key}_ratio"] = round(entry[key] / smallest[key], 2)
         results[label] = per_size
     return results
 
 
-def write_report(rows: list[dict], meta: dict) -> Path:
+def contact_results(contacts: list[dict]) -> dict:
+    """Medians of the bare contact per size, with their ratio to the smallest size."""
+    per_size = {size: {key: round(statistics.median(c[key] for c in contacts if c["hosts"] == size), 2)
+                       for key in ("wall_s", "controller_cpu_s")} for size in SIZES}
+    for entry in per_size.values():
+        for key in ("wall_s", "controller_cpu_s"):
+            entry[f"{key}_ratio"] = round(entry[key] / per_size[SIZES[0]][key], 2)
+    return per_size
+
+
+def write_report(rows: list[dict], contacts: list[dict], meta: dict) -> Path:
     out = ROOT / "reports" / "launch-scale"
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     results = results_of(rows, meta["checkouts"])
     meta["results"] = results
-    (out / f"{stamp}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    meta["bare_contact"] = floor = contact_results(contacts)
+    (out / f"{stamp}.json").write_text(json.dumps({"meta": meta, "rows": rows, "contacts": contacts}, indent=2)
+                                       + "\n")
     lines = [f"# The launcher at {', '.join(map(str, SIZES))} hosts ({stamp})", "",
              f"PyTorch DDP sample, 1 epoch, 1 rank per worker, on the `{NAME}` lab (head + {max(SIZES)} workers, "
              f"`site.yml --skip-tags {SKIP_TAGS}`), {os.cpu_count()} controller cores, {meta['rounds']} round(s), "
              "medians. Overhead = playbook start -> every host's unit started (systemd's journal); full launch = "
-             "playbook start -> every rank's first step. Supervision = controller CPU seconds per extra minute "
-             f"of job ({EXTRA_SECONDS:.0f} s more training).", "",
-             "| checkout | hosts | overhead (s) | overhead / smallest | full launch (s) | full launch / smallest | "
-             "playbook wall (s) | controller CPU (s) | most task workers | supervision CPU s per minute |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "playbook start -> every rank's first step; overhead CPU = the controller's CPU seconds (ansible-playbook "
+             "and every process it started) up to every unit started. Supervision = controller CPU seconds per "
+             f"extra minute of job ({EXTRA_SECONDS:.0f} s more training).", "",
+             "| checkout | hosts | overhead (s) | overhead / smallest | overhead CPU (s) | overhead CPU / smallest | "
+             "full launch (s) | full launch / smallest | playbook wall (s) | controller CPU (s) | most task workers | "
+             "supervision CPU s per minute |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for label, per_size in results.items():
         for size, entry in per_size.items():
             lines.append(f"| {label} | {size} | {entry.get('overhead_s', '')} | {entry.get('overhead_s_ratio', '')} | "
+                         f"{entry.get('overhead_cpu_s', '')} | {entry.get('overhead_cpu_s_ratio', '')} | "
                          f"{entry.get('first_step_s', '')} | {entry.get('first_step_s_ratio', '')} | "
                          f"{entry.get('wall_s', '')} | {entry.get('controller_cpu_s', '')} | {entry['peak_workers']} | "
                          f"{entry.get('supervision_cpu_s_per_minute', '')} |")
-    lines += ["", "Every run:", "", "| checkout | hosts | job | overhead s | full launch s | wall s | controller CPU s "
-              "| task workers | test accuracy |", "|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['checkout']} | {r['hosts']} | {r['job']} | {r['overhead_s']} | {r['first_step_s'] or ''} | "
-              f"{r['wall_s']} | {r['controller_cpu_s']} | {r['peak_workers']} | {r['test_accuracy']} |" for r in rows]
+    lines += ["", "The floor under any launcher on this lab: `ansible <workers> -b -m ping` (first contact only), "
+              "medians:", "", "| hosts | wall (s) | wall / smallest | controller CPU (s) | CPU / smallest |",
+              "|---|---|---|---|---|"]
+    lines += [f"| {size} | {e['wall_s']} | {e['wall_s_ratio']} | {e['controller_cpu_s']} | "
+              f"{e['controller_cpu_s_ratio']} |" for size, e in floor.items()]
+    lines += ["", "Every run:", "", "| checkout | hosts | job | overhead s | overhead CPU s | full launch s | wall s "
+              "| controller CPU s | task workers | test accuracy |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['checkout']} | {r['hosts']} | {r['job']} | {r['overhead_s']} | {r['overhead_cpu_s']} | "
+              f"{r['first_step_s'] or ''} | {r['wall_s']} | {r['controller_cpu_s']} | {r['peak_workers']} | "
+              f"{r['test_accuracy']} |" for r in rows]
     (out / f"{stamp}.md").write_text("\n".join(lines) + "\n")
     plt = pyplot()
     if plt:
@@ -165,6 +202,8 @@ def write_report(rows: list[dict], meta: dict) -> Path:
             supervised = [s for s in sizes if per_size[s].get("supervision_cpu_s_per_minute") is not None]
             right.plot(supervised, [per_size[s]["supervision_cpu_s_per_minute"] for s in supervised], marker="o",
                        label=label)
+        left.plot(list(floor), [e["wall_s"] for e in floor.values()], marker="x", color="grey", linestyle=":",
+                  label="ansible -m ping (floor)")
         left.set_xlabel("job hosts")
         left.set_ylabel("seconds from playbook start")
         left.set_xticks(SIZES)
@@ -186,7 +225,7 @@ def main() -> int:
         checkouts = {f"before ({Path(os.environ['BENCH_COMPARE']).name})": Path(os.environ["BENCH_COMPARE"]),
                      **checkouts}
     inventory = inventory_dir(NAME)
-    rows = []
+    rows, contacts = [], []
     try:
         if os.environ.get("BENCH_REUSE") != "1":
             log(f"lab up: head + {max(SIZES)} workers")
@@ -194,6 +233,7 @@ def main() -> int:
             converge(inventory)
         for round_ in range(1, ROUNDS + 1):
             for size in SIZES:
+                contacts.append(contact(size, round_, inventory))
                 for label, checkout in checkouts.items():
                     rows.append(run_job(checkout, label, size, round_, 0.0, inventory))
                     if size in (SIZES[0], SIZES[-1]):
@@ -201,7 +241,7 @@ def main() -> int:
     finally:
         if os.environ.get("BENCH_KEEP") != "1":
             lab("down", "--name", NAME)
-    report = write_report(rows, {"rounds": ROUNDS, "sizes": SIZES, "skip_tags": SKIP_TAGS,
+    report = write_report(rows, contacts, {"rounds": ROUNDS, "sizes": SIZES, "skip_tags": SKIP_TAGS,
                                  "extra_seconds": EXTRA_SECONDS, "checkouts": list(checkouts)})
     print(report.read_text())
     print(f"report: {report} (.json, .png beside it)")

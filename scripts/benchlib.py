@@ -83,19 +83,45 @@ def checkout_env(checkout: Path, env: dict | None = None, tag: str = "bench") ->
     return env
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds so far of `pid` and every process below it: each live one's own time and that of the children
+    it has reaped (a process that ends is added to its parent's when the parent reaps it)."""
+    total = 0
+    for member in [pid, *descendants(pid)]:
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # utime, stime, cutime, cstime: fields 14-17 of proc(5), 12-15 after the name.
+        total += sum(int(value) for value in fields[11:15])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_at(timeline: list[tuple[float, float]], moment: float) -> float | None:
+    """The controller CPU seconds of the last sample at or before the unix time `moment`."""
+    before = [cpu for when, cpu in timeline if when <= moment]
+    return round(before[-1], 2) if before else None
+
+
 def run_watched(argv: list[str], cwd: Path, env: dict) -> dict:
     """Run a playbook; return its exit status, output, wall seconds (and its unix start), the controller CPU
-    seconds of it and every process it started (getrusage of the reaped children), and the most task workers
-    alive at once (sampled every 0.5 s)."""
+    seconds of it and every process it started (getrusage of the reaped children), the most task workers
+    alive at once (sampled every 0.5 s), and the controller CPU seconds over time (cpu_timeline: (unix time, CPU
+    seconds so far) every 0.2 s, for the CPU spent up to a moment of the run)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.time()
     proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     peak = {"workers": 0}
+    timeline: list[tuple[float, float]] = []
 
     def sample():
+        tick = 0
         while proc.poll() is None:
-            peak["workers"] = max(peak["workers"], ansible_workers(proc.pid))
-            time.sleep(0.5)
+            timeline.append((time.time(), tree_cpu_seconds(proc.pid)))
+            if tick % 2 == 0:
+                peak["workers"] = max(peak["workers"], ansible_workers(proc.pid))
+            tick += 1
+            time.sleep(0.2)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -105,7 +131,7 @@ def run_watched(argv: list[str], cwd: Path, env: dict) -> dict:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"rc": proc.returncode, "output": output, "started": started, "wall_s": round(wall, 1),
             "cpu_s": round((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), 2),
-            "peak_workers": peak["workers"]}
+            "peak_workers": peak["workers"], "cpu_timeline": timeline}
 
 
 def pyplot():
