@@ -49,7 +49,7 @@ def _clean(name: str, what: str) -> str:
     return "/".join(parts)
 
 
-def _mode(value, default: int) -> int:
+def _mode(value, default: int | None) -> int | None:
     if value in (None, ""):
         return default
     if isinstance(value, int):
@@ -104,6 +104,16 @@ def build(members: list[dict], prefix: str = "", now: float | None = None) -> by
             seen.add(path)
             archive.addfile(_info(path, tarfile.REGTYPE, mode, mtime, len(data)), io.BytesIO(data))
 
+        def add_source(path: str, source: str, mode: int | None = None) -> None:
+            """A file or directory of the controller, in its own mode unless `mode` is given."""
+            status = os.stat(source)
+            mode = stat.S_IMODE(status.st_mode) if mode is None else mode
+            if stat.S_ISDIR(status.st_mode):
+                add_dir(path, mode, status.st_mtime)
+            else:
+                with open(source, "rb") as handle:
+                    add_file(path, handle.read(), mode, status.st_mtime)
+
         add_dir(root)
         for member in members:
             name = _clean(member.get("name"), "member name")
@@ -113,21 +123,11 @@ def build(members: list[dict], prefix: str = "", now: float | None = None) -> by
                 add_file(path, str(content).encode(), _mode(member.get("mode"), 0o644), now)
             elif src is None:
                 add_dir(path, _mode(member.get("mode"), 0o755))
-            elif os.path.isdir(src):
-                add_dir(path, stat.S_IMODE(os.stat(src).st_mode))
-                for relative, absolute in tree_entries(src):
-                    status = os.stat(absolute)
-                    if stat.S_ISDIR(status.st_mode):
-                        add_dir(f"{path}/{relative}", stat.S_IMODE(status.st_mode), status.st_mtime)
-                    else:
-                        with open(absolute, "rb") as handle:
-                            add_file(f"{path}/{relative}", handle.read(), stat.S_IMODE(status.st_mode),
-                                     status.st_mtime)
-            elif os.path.isfile(src):
-                status = os.stat(src)
-                with open(src, "rb") as handle:
-                    add_file(path, handle.read(), _mode(member.get("mode"), stat.S_IMODE(status.st_mode)),
-                             status.st_mtime)
+            elif os.path.isdir(src) or os.path.isfile(src):
+                add_source(path, src, _mode(member.get("mode"), None))
+                if os.path.isdir(src):
+                    for relative, absolute in tree_entries(src):
+                        add_source(f"{path}/{relative}", absolute)
             else:
                 raise AnsibleActionFail(f"dl_job_bundle: member {name}: src {src} is neither a file nor a directory")
     return buffer.getvalue()

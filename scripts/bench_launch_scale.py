@@ -112,7 +112,7 @@ def contact(size: int, round_: int, inventory: Path) -> dict:
                       lab_env(NAME))
     if run["rc"] != 0:
         sys.exit(f"bench-launch-scale: ansible -m ping on {hosts} failed:\n{run['output'][-3000:]}")
-    row = {"hosts": size, "round": round_, "wall_s": round(run["wall_s"], 2), "controller_cpu_s": run["cpu_s"]}
+    row = {"hosts": size, "round": round_, "wall_s": run["wall_s"], "controller_cpu_s": run["cpu_s"]}
     log(f"bare contact: {json.dumps(row)}")
     return row
 
@@ -134,23 +134,25 @@ def results_of(rows: list[dict], checkouts: list[str]) -> dict:
                 cpu = statistics.median(lg["controller_cpu_s"] - sh["controller_cpu_s"] for sh, lg in zip(short, long_))
                 entry["supervision_cpu_s_per_minute"] = round(cpu / minutes, 2) if minutes > 0 else None
             per_size[size] = entry
-        smallest = per_size[SIZES[0]]
-        for entry in per_size.values():
-            for key in ("overhead_s", "overhead_cpu_s", "first_step_s"):
-                if key in entry and smallest.get(key):
-                    entry[f"{key}_ratio"] = round(entry[key] / smallest[key], 2)
-        results[label] = per_size
+        results[label] = with_ratios(per_size, ("overhead_s", "overhead_cpu_s", "first_step_s"))
     return results
+
+
+def with_ratios(per_size: dict, keys: tuple[str, ...]) -> dict:
+    """Each size's entry gains <key>_ratio: its value over the smallest size's, for the keys both have."""
+    smallest = per_size[SIZES[0]]
+    for entry in per_size.values():
+        for key in keys:
+            if key in entry and smallest.get(key):
+                entry[f"{key}_ratio"] = round(entry[key] / smallest[key], 2)
+    return per_size
 
 
 def contact_results(contacts: list[dict]) -> dict:
     """Medians of the bare contact per size, with their ratio to the smallest size."""
-    per_size = {size: {key: round(statistics.median(c[key] for c in contacts if c["hosts"] == size), 2)
-                       for key in ("wall_s", "controller_cpu_s")} for size in SIZES}
-    for entry in per_size.values():
-        for key in ("wall_s", "controller_cpu_s"):
-            entry[f"{key}_ratio"] = round(entry[key] / per_size[SIZES[0]][key], 2)
-    return per_size
+    keys = ("wall_s", "controller_cpu_s")
+    return with_ratios({size: {key: round(statistics.median(c[key] for c in contacts if c["hosts"] == size), 2)
+                               for key in keys} for size in SIZES}, keys)
 
 
 def write_report(rows: list[dict], contacts: list[dict], meta: dict) -> Path:
