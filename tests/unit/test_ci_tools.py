@@ -1,5 +1,6 @@
 """The CI helpers: the failed-test summary printed at the end of a failed scenario, and the strategy plugin."""
 
+import os
 import subprocess
 import sys
 
@@ -115,3 +116,35 @@ def test_suite_fails_when_the_lab_verify_fails(tmp_path):
     assert run.stdout.rstrip().splitlines()[-2:] == [
         "== FAILED: lab verify failed:", "== FAILED: == no test report at .ansible/junit-lab.xml: the scenario "
         "failed before its verify step (see above)"]
+
+
+PINNING = """
+import os, sys, types
+sys.path.insert(0, sys.argv[1])
+import ansible_mitogen.affinity as affinity
+mitogens = affinity.policy
+import mitogen_linear
+
+everything = os.sched_getaffinity(0)
+# mitogen's own policy for a 2-CPU controller: a task worker lands on CPU 1 alone.
+affinity.LinuxPolicy(cpu_count=2).assign_worker()
+print("mitogen", sorted(os.sched_getaffinity(0)))
+os.sched_setaffinity(0, everything)
+# The plugin's policy on 2 usable CPUs: nothing is pinned.
+policy = mitogen_linear.affinity_policy(affinity, 2)
+policy.assign_controller(); policy.assign_muxprocess(0); policy.assign_worker()
+print("plugin", sorted(os.sched_getaffinity(0)) == sorted(everything))
+# From 4 CPUs up, mitogen's own placement is kept.
+print("kept", mitogen_linear.affinity_policy(types.SimpleNamespace(Policy=affinity.Policy, policy=mitogens), 4)
+      is mitogens)
+# Loading the plugin chose for this machine.
+print("loaded", type(affinity.policy).__name__ if len(everything) < 4 else "big")
+"""
+
+
+def test_the_strategy_leaves_mitogens_cpu_pinning_off_below_four_cpus():
+    # Run apart: pinning would otherwise hold this test process to one CPU.
+    out = subprocess.run([sys.executable, "-c", PINNING, str(ROOT / "strategy_plugins")], capture_output=True,
+                         text=True, check=True).stdout.split("\n")
+    assert out[:4] == ["mitogen [1]", "plugin True", "kept True",
+                       "loaded Policy" if len(os.sched_getaffinity(0)) < 4 else "loaded big"], out
