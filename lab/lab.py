@@ -9,6 +9,7 @@ carries the label ``dlcluster.lab``; ``down`` removes only what carries it.
                 [--instance-config PATH] [--site HOST=SITE ...] [--platforms JSON]
     lab.py down [--name NAME]
     lab.py status [--name NAME]
+    lab.py settle [--timeout S]    wait for every lab's removed containers to be gone
 
 Only the standard library and the docker CLI are used, so the lab comes up
 before any virtualenv exists.
@@ -470,6 +471,23 @@ def connect_sites(lab: str, state: Path, sites: dict[str, str]) -> None:
     atomic_write(state / "sites.json", json.dumps(subnets, sort_keys=True) + "\n")
 
 
+def settle(args: argparse.Namespace) -> None:
+    """Wait until no lab's retired containers are left (their background removal is done), at most --timeout s.
+
+    A removal deletes gigabytes of files and loads the disk and the CPUs: timing-sensitive tests start after it.
+    """
+    deadline = time.monotonic() + args.timeout
+    while True:
+        names = docker("ps", "-a", "--filter", f"label={LABEL}", "--format", "{{.Names}}").split()
+        left = [name for name in names if RETIRED in name]
+        if not left:
+            return
+        if time.monotonic() >= deadline:
+            log(f"{len(left)} retired container(s) still being removed after {args.timeout} s: {', '.join(left)}")
+            return
+        time.sleep(2)
+
+
 def down(args: argparse.Namespace) -> None:
     if shutil.which("docker") is None or run(["docker", "info"], check=False).returncode != 0:
         log("no Docker engine answers; nothing to remove")
@@ -502,11 +520,14 @@ def status(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, func in (("up", up), ("down", down), ("status", status)):
+    for name, func in (("up", up), ("down", down), ("status", status), ("settle", settle)):
         p = sub.add_parser(name)
         p.set_defaults(func=func)
         p.add_argument("--name", default="default", type=str,
                        help="lab name; containers and networks are labelled with it")
+        if name == "settle":
+            p.add_argument("--timeout", type=float, default=120,
+                           help="seconds to wait for every lab's retired containers to be removed")
         if name in ("up", "down"):
             p.add_argument("--inventory", help="inventory file to write (up) or remove (down)")
         if name == "up":

@@ -117,10 +117,7 @@ fi
 if $lab_ok && [ "$others_rc" = 0 ]; then
   # The other scenarios' hosts are deleted in the background after their destroy (lab/lab.py down): the lab's
   # timing-sensitive tests start once that is done (at most two minutes).
-  for _ in $(seq 60); do
-    [ -z "$(docker ps -aq --filter name=-removing-)" ] && break
-    sleep 2
-  done
+  python3 lab/lab.py settle --timeout 120
   lab_step verify || {
     python3 scripts/junit_failures.py .ansible/junit-lab.xml
     lab_ok=false

@@ -135,3 +135,26 @@ def test_bad_sites_are_refused(pairs, message):
 def test_site_networks_sort_after_the_lab_network():
     """Docker gives a host the default route of the network whose name sorts first: the lab's."""
     assert sorted([lab.site_network_name("x", "site_a"), lab.network_name("x")])[0] == lab.network_name("x")
+
+
+def test_settle_waits_for_the_retired_containers_then_returns(monkeypatch):
+    listings = iter(["head-removing-0123456789ab cpu1", "head-removing-0123456789ab", "cpu1", "cpu1"])
+    calls = []
+
+    def fake_docker(*args, **kwargs):
+        calls.append(args)
+        return next(listings)
+
+    monkeypatch.setattr(lab, "docker", fake_docker)
+    monkeypatch.setattr(lab.time, "sleep", lambda s: None)
+    lab.main(["settle", "--timeout", "60"])
+    assert len(calls) == 3  # two listings with a retired container, then none
+    assert calls[0] == ("ps", "-a", "--filter", f"label={lab.LABEL}", "--format", "{{.Names}}")
+
+
+def test_settle_gives_up_after_its_timeout_and_names_what_is_left(monkeypatch, capsys):
+    monkeypatch.setattr(lab, "docker", lambda *a, **k: "head-removing-0123456789ab")
+    monkeypatch.setattr(lab.time, "sleep", lambda s: None)
+    assert lab.main(["settle", "--timeout", "0"]) == 0
+    assert "1 retired container(s) still being removed after 0.0 s: head-removing-0123456789ab" in \
+        capsys.readouterr().err
