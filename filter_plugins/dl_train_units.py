@@ -119,6 +119,71 @@ def dl_job_units(plan, runtime, settings) -> dict:
     return {**plan, "hosts": hosts}
 
 
+# systemctl is-active states of a unit that still runs (or is about to, or is stopping).
+RUNNING_STATES = ("active", "activating", "deactivating")
+
+
+def _host_env(host_vars, venv) -> dict:
+    """The host's saved facts of environment `venv` (python_envs' dlcluster_envs), {} when it has none."""
+    envs = ((host_vars.get("ansible_local") or {}).get("dlcluster_envs") or {}).get("envs") or []
+    return next((env for env in envs if isinstance(env, dict) and env.get("name") == venv), {})
+
+
+def _host_problem(spec, host, host_vars, env, unit) -> str:
+    """Why `host` cannot run the job (its environment, a unit of the job's name still running), or ''."""
+    problems = []
+    if not env:
+        envs = ((host_vars.get("ansible_local") or {}).get("dlcluster_envs") or {}).get("envs") or []
+        names = ", ".join(str(e.get("name")) for e in envs if isinstance(e, dict)) or "none"
+        problems.append(f"{host} cannot run job {spec['id']}: environment {spec['venv']} does not exist "
+                        f"(environments: {names}); set venv: in the spec or add it to python_envs_envs and run "
+                        "site.yml.")
+    elif spec["framework"] not in (env.get("frameworks") or []):
+        problems.append(f"{host} cannot run job {spec['id']}: environment {spec['venv']} has no {spec['framework']} "
+                        f"(it has {', '.join(env.get('frameworks') or [])}); add it to the env's frameworks and run "
+                        "site.yml.")
+    state = host_vars.get("__train_host_state")
+    if not isinstance(state, dict) or "stdout_lines" not in state:
+        problems.append(f"{host} did not report whether job {spec['id']} still runs there; nothing was started.")
+    elif (state["stdout_lines"] or [""])[0] in RUNNING_STATES:
+        problems.append(f"Job {spec['id']} is still running on {host} ({unit}); wait for it or stop it with: "
+                        f"systemctl stop {unit}")
+    return " ".join(problems)
+
+
+def dl_job_host_checks(spec, hosts, hostvars, settings) -> dict:
+    """Every job host's check and its part of the start, from what each host reported, in one pass.
+
+    Per host, hostvars holds its saved facts (ansible_local.dlcluster_envs: the environments and the job
+    user's home) and ``__train_host_state``, the check's one command: ``systemctl is-active <unit>``, then the
+    node exporter's textfile directory as ``directory:<group>`` (nothing when missing).
+    `settings` holds ``unit``, ``user`` and ``textfile_group``.
+
+    Returns {problems: one sentence per host that cannot run the job (its name first, or "Job <id> is still
+    running on <host>"), runtime: {host: {dir, env_path, keras_backend, metrics}} as dl_job_units reads it}.
+    The job's directory is <home>/runs/<job id>, home from the saved facts, else /home/<user> (as
+    roles/train/vars/main.yml's __train_dir).
+    """
+    if not isinstance(spec, dict) or not {"id", "venv", "framework"} <= set(spec):
+        raise AnsibleFilterError("dl_job_host_checks: the spec must come from dl_job_spec")
+    _checked(settings, ("unit", "user", "textfile_group"), "the settings")
+    problems, runtime = [], {}
+    for host in hosts:
+        host_vars = hostvars.get(host) or {}
+        env = _host_env(host_vars, spec["venv"])
+        problem = _host_problem(spec, host, host_vars, env, settings["unit"])
+        if problem:
+            problems.append(problem)
+            continue
+        home = ((host_vars.get("ansible_local") or {}).get("dlcluster_envs") or {}).get("home") \
+            or f"/home/{settings['user']}"
+        textfile = ((host_vars["__train_host_state"]["stdout_lines"] or [])[1:] or [""])[0]
+        runtime[host] = {"dir": f"{home}/runs/{spec['id']}", "env_path": env.get("path", ""),
+                         "keras_backend": env.get("keras_backend") or "",
+                         "metrics": textfile == f"directory:{settings['textfile_group']}"}
+    return {"problems": problems, "runtime": runtime}
+
+
 def dl_job_verdict(text) -> dict:
     """The coordinator's job-state.json (its text), or {"state": <what the watch said>} when there is none.
 
@@ -139,4 +204,5 @@ class FilterModule:
     """dlcluster: each host's start of a job."""
 
     def filters(self):
-        return {"dl_job_units": dl_job_units, "dl_job_verdict": dl_job_verdict}
+        return {"dl_job_units": dl_job_units, "dl_job_verdict": dl_job_verdict,
+                "dl_job_host_checks": dl_job_host_checks}

@@ -9,7 +9,7 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from dl_train_plan import dl_job_plan
-from dl_train_units import FilterModule, dl_job_units, dl_job_verdict
+from dl_train_units import FilterModule, dl_job_host_checks, dl_job_units, dl_job_verdict
 from test_dl_train import cluster, job, tf_job
 
 SETTINGS = {"unit": "dlcluster-job-mnist", "user": "ubuntu", "script": "mnist.py", "textfile_dir": "/var/lib/tf",
@@ -120,4 +120,84 @@ def test_the_verdict_reads_the_coordinators_state(text, state, failure):
 
 
 def test_filter_module():
-    assert set(FilterModule().filters()) == {"dl_job_units", "dl_job_verdict"}
+    assert set(FilterModule().filters()) == {"dl_job_units", "dl_job_verdict", "dl_job_host_checks"}
+
+
+SPEC = {"id": "mnist", "venv": "py3", "framework": "pytorch"}
+CHECK_SETTINGS = {"unit": "dlcluster-job-mnist", "user": "ops", "textfile_group": "dlmetrics"}
+
+
+def reported(envs=({"name": "py3", "path": "/home/ops/workspaces/py3", "frameworks": ["pytorch"]},),
+             home="/home/ops", lines=("inactive", "directory:dlmetrics")):
+    """A host's hostvars after the check: its saved environments and the check command's answer."""
+    facts = {"envs": list(envs)}
+    if home:
+        facts["home"] = home
+    return {"ansible_local": {"dlcluster_envs": facts},
+            "__train_host_state": {"rc": 0, "stdout_lines": list(lines)}}
+
+
+def test_hosts_that_can_run_the_job_get_their_part_of_the_start():
+    hostvars = {"cpu1": reported(),
+                "cpu2": reported(envs=[{"name": "py3", "path": "/srv/py3", "frameworks": ["pytorch", "keras"],
+                                        "keras_backend": "torch"}], home="", lines=("inactive", ""))}
+    checked = dl_job_host_checks(SPEC, ["cpu1", "cpu2"], hostvars, CHECK_SETTINGS)
+    assert checked["problems"] == []
+    assert checked["runtime"] == {
+        "cpu1": {"dir": "/home/ops/runs/mnist", "env_path": "/home/ops/workspaces/py3", "keras_backend": "",
+                 "metrics": True},
+        # No home in the saved facts: the job user's default home. No textfile directory: no metrics.
+        "cpu2": {"dir": "/home/ops/runs/mnist", "env_path": "/srv/py3", "keras_backend": "torch", "metrics": False}}
+    # What dl_job_units reads.
+    names, plan_hostvars = cluster("10.0.0.2", "10.0.0.3")
+    plan = dl_job_plan(job(), names, plan_hostvars)
+    runtime_by_plan_host = dict(zip(names, checked["runtime"].values()))
+    assert dl_job_units(plan, runtime_by_plan_host, SETTINGS)["hosts"]["node1"]["environment"]["KERAS_BACKEND"] \
+        == "torch"
+
+
+@pytest.mark.parametrize("host_vars, sentence", [
+    (reported(envs=[{"name": "tf", "path": "/p", "frameworks": ["tensorflow"]}]),
+     "cpu2 cannot run job mnist: environment py3 does not exist (environments: tf); set venv: in the spec or add "
+     "it to python_envs_envs and run site.yml."),
+    (reported(envs=[]),
+     "cpu2 cannot run job mnist: environment py3 does not exist (environments: none); set venv: in the spec or "
+     "add it to python_envs_envs and run site.yml."),
+    (reported(envs=[{"name": "py3", "path": "/p", "frameworks": ["tensorflow"]}]),
+     "cpu2 cannot run job mnist: environment py3 has no pytorch (it has tensorflow); add it to the env's "
+     "frameworks and run site.yml."),
+    (reported(lines=("active", "")),
+     "Job mnist is still running on cpu2 (dlcluster-job-mnist); wait for it or stop it with: "
+     "systemctl stop dlcluster-job-mnist"),
+    (reported(lines=("deactivating",)),
+     "Job mnist is still running on cpu2 (dlcluster-job-mnist); wait for it or stop it with: "
+     "systemctl stop dlcluster-job-mnist"),
+    ({"ansible_local": reported()["ansible_local"]},
+     "cpu2 did not report whether job mnist still runs there; nothing was started."),
+])
+def test_a_host_that_cannot_run_the_job_is_named_and_the_others_are_not(host_vars, sentence):
+    checked = dl_job_host_checks(SPEC, ["cpu1", "cpu2"], {"cpu1": reported(), "cpu2": host_vars}, CHECK_SETTINGS)
+    assert checked["problems"] == [sentence]
+    assert list(checked["runtime"]) == ["cpu1"]
+
+
+def test_every_failing_host_is_named_in_one_pass():
+    hostvars = {"cpu1": reported(envs=[]), "cpu2": reported(lines=("active",)), "cpu3": reported()}
+    problems = dl_job_host_checks(SPEC, list(hostvars), hostvars, CHECK_SETTINGS)["problems"]
+    assert [p.split(" ")[0] for p in problems] == ["cpu1", "Job"] and "on cpu2" in problems[1]
+
+
+def test_a_host_with_both_problems_gets_one_sentence_naming_both():
+    checked = dl_job_host_checks(SPEC, ["cpu1"], {"cpu1": reported(envs=[], lines=("active",))}, CHECK_SETTINGS)
+    assert len(checked["problems"]) == 1
+    assert "environment py3 does not exist" in checked["problems"][0]
+    assert "is still running on cpu1" in checked["problems"][0]
+
+
+@pytest.mark.parametrize("spec, settings, words", [
+    ({"id": "x"}, CHECK_SETTINGS, "the spec must come from dl_job_spec"),
+    (SPEC, {"unit": "u", "user": "ops"}, "the settings lacks textfile_group"),
+])
+def test_host_checks_name_incomplete_input(spec, settings, words):
+    with pytest.raises(AnsibleFilterError, match=words):
+        dl_job_host_checks(spec, ["cpu1"], {"cpu1": reported()}, settings)

@@ -1,7 +1,9 @@
 """Distributed training across the lab's workers: success, refusal, bad specs, a killed rank."""
 
 import json
+import os
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -11,8 +13,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 
-from labtest import (ROOT, lab_host, prometheus_query, public_key, run_playbook, start_playbook,  # noqa: E402
-                     training_worker, transfer)
+from labtest import (ANSIBLE_PLAYBOOK, ROOT, lab_host, prometheus_query, public_key, run_playbook,  # noqa: E402
+                     start_playbook, training_worker, transfer)
 
 testinfra_hosts = ["ansible://cpu2"]
 
@@ -161,6 +163,38 @@ def test_a_host_that_fails_its_check_stops_the_job_before_any_rank_starts(host):
     assert f"Job {name} is still running on cpu2" in " ".join(output.split()), output[-3000:]
     assert "TASK [train : Start this host's ranks]" not in output, output[-3000:]
     assert _unit_states(name)["cpu1"] != "active"
+    _no_job_process_left()
+
+
+ENVS_FACT = "/etc/ansible/facts.d/dlcluster_envs.fact"
+
+
+def test_a_host_without_the_jobs_environment_stops_the_job_everywhere(host):
+    """cpu2's saved facts no longer list py3 (cpu1 has it): nothing starts on either host, cpu2 is named."""
+    name = "lab-no-env"
+    with host.sudo():
+        host.run_expect([0], f"cp -p {ENVS_FACT} {ENVS_FACT}.test-saved && python3 -c '"
+                             "import json, sys; f = json.load(open(sys.argv[1])); "
+                             "f[\"envs\"] = [e for e in f[\"envs\"] if e[\"name\"] != \"py3\"]; "
+                             f"json.dump(f, open(sys.argv[1], \"w\"))' {ENVS_FACT}")
+    try:
+        run = run_playbook("playbooks/train.yml", "-e", _job(name))
+    finally:
+        with host.sudo():
+            host.run_expect([0], f"mv {ENVS_FACT}.test-saved {ENVS_FACT}")
+        # The failed run cached cpu2's facts without py3: read them again for the playbooks after this test.
+        refresh = subprocess.run([str(Path(ANSIBLE_PLAYBOOK).with_name("ansible")), "-i",
+                                  os.environ["MOLECULE_INVENTORY_FILE"], "cpu2", "-b", "-m", "ansible.builtin.setup",
+                                  "-a", "gather_subset=!all,!min,local"], capture_output=True, text=True, cwd=ROOT,
+                                 timeout=120, check=False)
+        assert refresh.returncode == 0, refresh.stdout[-2000:]
+    output = " ".join((run.stdout + run.stderr).split())
+    assert run.returncode != 0
+    assert f"Job {name} cannot start: cpu2 cannot run job {name}: environment py3 does not exist" in output, \
+        output[-3000:]
+    assert "cpu1 cannot run" not in output, output[-3000:]
+    assert "TASK [train : Start this host's ranks]" not in run.stdout, run.stdout[-3000:]
+    assert set(_unit_states(name).values()) <= {"inactive", "unknown"}, _unit_states(name)
     _no_job_process_left()
 
 
