@@ -14,6 +14,7 @@ import json
 
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.parsing.convert_bool import boolean
+from ansible_collections.dlcluster.cluster.plugins.plugin_utils.dl_hosts import fact, is_mapping
 
 # Each host's ranks run under the job's agent (roles/train/files/dlcluster-job-agent, copied to the job
 # directory): it writes their exit status where the supervisor reads it, and stops them when the job fails or
@@ -123,18 +124,19 @@ def dl_job_units(plan, runtime, settings) -> dict:
 RUNNING_STATES = ("active", "activating", "deactivating")
 
 
-def _host_env(host_vars, venv) -> dict:
-    """The host's saved facts of environment `venv` (python_envs' dlcluster_envs), {} when it has none."""
-    envs = ((host_vars.get("ansible_local") or {}).get("dlcluster_envs") or {}).get("envs") or []
-    return next((env for env in envs if isinstance(env, dict) and env.get("name") == venv), {})
+def _saved_envs(host_vars) -> dict:
+    """The local fact python_envs saves on a host (dlcluster_envs: its environments, the job user's home), or {}."""
+    local = fact(host_vars, "local") or {}
+    saved = local.get("dlcluster_envs") if is_mapping(local) else None
+    return saved if is_mapping(saved) else {}
 
 
 def _host_problem(spec, host, host_vars, env, unit) -> str:
     """Why `host` cannot run the job (its environment, a unit of the job's name still running), or ''."""
     problems = []
     if not env:
-        envs = ((host_vars.get("ansible_local") or {}).get("dlcluster_envs") or {}).get("envs") or []
-        names = ", ".join(str(e.get("name")) for e in envs if isinstance(e, dict)) or "none"
+        envs = _saved_envs(host_vars).get("envs") or []
+        names = ", ".join(str(e.get("name")) for e in envs if is_mapping(e)) or "none"
         problems.append(f"{host} cannot run job {spec['id']}: environment {spec['venv']} does not exist "
                         f"(environments: {names}); set venv: in the spec or add it to python_envs_envs and run "
                         "site.yml.")
@@ -170,13 +172,13 @@ def dl_job_host_checks(spec, hosts, hostvars, settings) -> dict:
     problems, runtime = [], {}
     for host in hosts:
         host_vars = hostvars.get(host) or {}
-        env = _host_env(host_vars, spec["venv"])
+        saved = _saved_envs(host_vars)
+        env = next((e for e in saved.get("envs") or [] if is_mapping(e) and e.get("name") == spec["venv"]), {})
         problem = _host_problem(spec, host, host_vars, env, settings["unit"])
         if problem:
             problems.append(problem)
             continue
-        home = ((host_vars.get("ansible_local") or {}).get("dlcluster_envs") or {}).get("home") \
-            or f"/home/{settings['user']}"
+        home = saved.get("home") or f"/home/{settings['user']}"
         textfile = ((host_vars["__train_host_state"]["stdout_lines"] or [])[1:] or [""])[0]
         runtime[host] = {"dir": f"{home}/runs/{spec['id']}", "env_path": env.get("path", ""),
                          "keras_backend": env.get("keras_backend") or "",

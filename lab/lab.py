@@ -293,9 +293,11 @@ def remove_in_background(container: str) -> None:
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-def retired_containers(lab: str) -> list[str]:
-    """The names of the lab's containers that `down` retired and that still exist (their removal runs or failed)."""
-    names = docker("ps", "-a", "--filter", f"label={LABEL}={lab}", "--format", "{{.Names}}").split()
+def retired_containers(lab: str | None = None) -> list[str]:
+    """The names of the lab's containers (every lab's without one) that `down` retired and that still exist (their
+    removal runs or failed)."""
+    label = LABEL if lab is None else f"{LABEL}={lab}"
+    names = docker("ps", "-a", "--filter", f"label={label}", "--format", "{{.Names}}").split()
     return [name for name in names if RETIRED in name]
 
 
@@ -478,8 +480,7 @@ def settle(args: argparse.Namespace) -> None:
     """
     deadline = time.monotonic() + args.timeout
     while True:
-        names = docker("ps", "-a", "--filter", f"label={LABEL}", "--format", "{{.Names}}").split()
-        left = [name for name in names if RETIRED in name]
+        left = retired_containers()
         if not left:
             return
         if time.monotonic() >= deadline:
@@ -523,11 +524,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, func in (("up", up), ("down", down), ("status", status), ("settle", settle)):
         p = sub.add_parser(name)
         p.set_defaults(func=func)
-        p.add_argument("--name", default="default", type=str,
-                       help="lab name; containers and networks are labelled with it")
         if name == "settle":
             p.add_argument("--timeout", type=float, default=120,
                            help="seconds to wait for every lab's retired containers to be removed")
+            continue
+        p.add_argument("--name", default="default", type=str,
+                       help="lab name; containers and networks are labelled with it")
         if name in ("up", "down"):
             p.add_argument("--inventory", help="inventory file to write (up) or remove (down)")
         if name == "up":
@@ -539,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--platforms", help="molecule's platforms as JSON: a host in a group "
                                                 "site_<x> joins that site (as --site HOST=site_<x>)")
     args = parser.parse_args(argv)
-    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,40}", args.name):
+    if "name" in args and not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,40}", args.name):  # settle has no --name
         parser.error("--name must be lower-case letters, digits, '-' and '_'")
     try:
         args.func(args)
