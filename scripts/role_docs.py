@@ -112,17 +112,25 @@ def default_problems(role: str, name: str, actual, declared) -> list[str]:
 def problems_of(role: Path, write: bool) -> list[str]:
     problems = []
     specs = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())["argument_specs"]
-    # A role used only through other entry points (e.g. canary's probe_start) has no main and no defaults.
+    # A role used only through other entry points (e.g. canary's probe_start, converged's check and record) has no
+    # main: its defaults are checked against every entry point that declares them.
     spec = specs.get("main", {})
-    options = spec.get("options", {})
+    entries = [spec] if "main" in specs else list(specs.values())
+    declared = {}
+    for entry_spec in entries:
+        for name, option in (entry_spec.get("options") or {}).items():
+            declared.setdefault(name, []).append(option)
+    options = {name: found[0] for name, found in declared.items()}
     defaults_file = role / "defaults" / "main.yml"
     defaults = yaml.safe_load(defaults_file.read_text()) or {} if defaults_file.exists() else {}
     for name in sorted(set(defaults) - set(options)):
         problems.append(f"{role.name}: {name} is in defaults/main.yml but not in the argument spec")
     for name in sorted(set(options) - set(defaults)):
-        problems.append(f"{role.name}: {name} is in the argument spec but not in defaults/main.yml")
+        if not options[name].get("required"):
+            problems.append(f"{role.name}: {name} is in the argument spec but not in defaults/main.yml")
     for name in sorted(set(options) & set(defaults)):
-        problems += default_problems(role.name, name, defaults[name], options[name].get("default"))
+        for option in declared[name]:
+            problems += default_problems(role.name, name, defaults[name], option.get("default"))
     for (role_name, name) in sorted(WORDED_DEFAULTS):
         if role_name == role.name and name not in set(options) & set(defaults):
             problems.append(f"{role.name}: WORDED_DEFAULTS in scripts/role_docs.py lists {name}, "

@@ -4,8 +4,6 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "filter_plugins"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "collections"))  # dl_hardware's shared code
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 
 from dl_hardware import dl_cpu_variant  # noqa: E402

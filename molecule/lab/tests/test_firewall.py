@@ -16,9 +16,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 
 from labtest import (ROOT, UDP_ECHO, lab_host, probe, probe_from_controller, refused_output,  # noqa: E402
                      run_playbook)
-
-sys.path.insert(0, str(ROOT / "filter_plugins"))
-
 from dl_firewall import dl_firewall_fingerprint  # noqa: E402
 
 # The pinned ssh-audit's package, copied to a member to run the test from there.

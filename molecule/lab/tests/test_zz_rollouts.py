@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "filter_plugins"))
 
 from dl_firewall import dl_firewall_fingerprint  # noqa: E402
 
