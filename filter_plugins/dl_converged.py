@@ -7,7 +7,9 @@ A host skips every role of a run when two things hold:
   ``dl_converged_inputs`` make one sha256 of each part, so that a changed input is named);
 - nothing that run managed has changed since: each file, unit, user, group, sysctl key, mount point and nftables
   table the run's tasks managed, the installed packages and the PCI devices (``dl_converged_drift`` compares the
-  record with what ``dl_host_state`` reads now).
+  record with what ``dl_host_state`` reads now), and the record is younger than ``converged_max_age_hours``.
+
+site.yml leaves the hosts out only when every host of the run holds (roles/converged/README.md says why).
 
 Pure functions, unit-tested in tests/unit/test_dl_converged.py.
 """
@@ -129,11 +131,13 @@ def dl_converged_state(result) -> dict:
     return {key: state.get(key) for key in (*STATE_KINDS, "packages", "pci")}
 
 
-def dl_converged_record(inputs, probes, state) -> dict:
-    """The record a complete run leaves on a host: what it read (``probes``), their ``state``, and the ``inputs``."""
-    if not is_mapping(inputs) or not is_mapping(probes) or not is_mapping(state):
-        raise AnsibleFilterError("dl_converged_record: inputs, probes and state must be mappings")
-    return {"version": RECORD_VERSION, "inputs": dict(inputs), "probes": dict(probes), "state": dict(state)}
+def dl_converged_record(inputs, read) -> dict:
+    """The record a complete run leaves on a host: the run's ``inputs``, and from dl_host_state's result ``read``
+    what it read (``probes``), their ``state`` and when (``recorded_at``, the host's clock)."""
+    if not is_mapping(inputs) or not is_mapping(read) or not is_mapping(read.get("probes")):
+        raise AnsibleFilterError("dl_converged_record: expected the run's inputs and dl_host_state's result")
+    return {"version": RECORD_VERSION, "inputs": dict(inputs), "probes": dict(read["probes"]),
+            "state": dl_converged_state(read), "recorded_at": int(read.get("now") or 0)}
 
 
 def _changed(kind, name, then, now) -> str:
@@ -145,25 +149,31 @@ def _changed(kind, name, then, now) -> str:
     return f"{label} changed"
 
 
-def dl_converged_drift(record, state, inputs) -> list[str]:
+def dl_converged_drift(read, inputs, max_age_hours=24) -> list[str]:
     """Why a host cannot skip the run (one short reason each); [] when its record still holds.
 
-    record: the host's record (dl_host_state's ``stamp``, None when it has none); state: dl_converged_state of what
-    dl_host_state read now; inputs: dl_converged_inputs of this run.
+    read: dl_host_state's result (its ``stamp`` is the record, None when the host has none; ``now`` the host's
+    clock); inputs: dl_converged_inputs of this run; max_age_hours: a record older than this does not hold (0: no
+    limit), so that what changes with time alone (a certificate due for renewal) is done at least that often.
     """
+    if not is_mapping(read) or "stamp" not in read:
+        raise AnsibleFilterError("dl_converged_drift: expected the registered result of dl_host_state")
+    record = read["stamp"]
     if not is_mapping(record):
         return ["no record of a complete run"]
     if record.get("version") != RECORD_VERSION:
         return [f"its record has version {record.get('version')!r}, not {RECORD_VERSION}"]
     if not is_mapping(inputs):
         raise AnsibleFilterError("dl_converged_drift: inputs must be dl_converged_inputs's mapping")
+    age = (int(read.get("now") or 0) - int(record.get("recorded_at") or 0)) / 3600
+    if max_age_hours and age > float(max_age_hours):
+        return [f"its record is {age:.0f} h old (converged_max_age_hours: {max_age_hours})"]
     changed = _changed_inputs(record.get("inputs"), inputs)
     if changed:
         shown = changed[:5] + ([f"{len(changed) - 5} more"] if len(changed) > 5 else [])
         return [f"its inputs changed ({', '.join(shown)})"]
     then = record.get("state") if is_mapping(record.get("state")) else {}
-    if not is_mapping(state):
-        raise AnsibleFilterError("dl_converged_drift: state must be dl_converged_state's mapping")
+    state = dl_converged_state(read)
     reasons = []
     for kind in STATE_KINDS:
         recorded = then.get(kind) if is_mapping(then.get(kind)) else {}

@@ -60,6 +60,10 @@ state:
   description: "Per probe kind, C({name: text}); C(packages) and C(pci): a sha256 each."
   returned: always
   type: dict
+now:
+  description: The host's clock (seconds since the epoch), for the record's age.
+  returned: always
+  type: int
 """
 
 import glob
@@ -69,6 +73,7 @@ import json
 import os
 import pwd
 import stat
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -227,7 +232,7 @@ def main():
         "packages": packages_digest(module),
         "pci": pci_digest(),
     }
-    module.exit_json(changed=False, stamp=stamp, probes=probes, state=state)
+    module.exit_json(changed=False, stamp=stamp, probes=probes, state=state, now=int(time.time()))
 
 
 if __name__ == "__main__":

@@ -43,9 +43,12 @@ def cluster(hostvars=None, groups=None, settings=None):
     return dl_converged_cluster(hostvars or HOSTVARS, groups or GROUPS, settings or SETTINGS)
 
 
-def read(files=None, units=None, nft=None, packages="p1", pci="d1"):
-    """A dl_host_state result as registered."""
-    return {"stamp": None, "probes": {},
+NOW = 1_800_000_000
+
+
+def read(files=None, units=None, nft=None, packages="p1", pci="d1", stamp=None, now=NOW):
+    """A dl_host_state result as registered: `stamp` is the record it found."""
+    return {"stamp": stamp, "probes": {"files": ["/etc/a.conf"]}, "now": now,
             "state": {"files": files or {"/etc/a.conf": "file:aa:0644:0:0"}, "units": units or {"ssh": "active/enabled"},
                       "users": {}, "unix_groups": {}, "sysctls": {}, "mounts": {},
                       "nft_tables": nft or {"inet dlcluster": json.dumps(NFT)}, "packages": packages, "pci": pci}}
@@ -55,7 +58,14 @@ INPUTS = dl_converged_inputs(FACTS, cluster())
 
 
 def recorded(inputs=None, **kwargs):
-    return dl_converged_record(inputs or INPUTS, {"files": ["/etc/a.conf"]}, dl_converged_state(read(**kwargs)))
+    """The record of a complete run an hour before NOW."""
+    return dl_converged_record(inputs or INPUTS, read(now=NOW - 3600, **kwargs))
+
+
+def drift(record=None, inputs=None, max_age_hours=24, **now):
+    """What the check finds at NOW, on a host in the state `now` (read's keywords) with `record`."""
+    return dl_converged_drift(read(stamp=recorded() if record is None else record, **now), inputs or INPUTS,
+                              max_age_hours)
 
 
 # ---------------------------------------------------------------- inputs -----
@@ -119,53 +129,59 @@ def test_the_cluster_digest_refuses_what_is_not_a_mapping(args):
 # ---------------------------------------------------------------- drift -----
 
 def test_a_record_that_still_holds_has_no_drift():
-    assert dl_converged_drift(recorded(), dl_converged_state(read()), INPUTS) == []
+    assert drift() == []
 
 
 def test_packets_through_the_firewall_are_not_drift():
     counted = copy.deepcopy(NFT)
     counted["nftables"][2]["rule"]["expr"][0]["counter"] = {"packets": 900, "bytes": 54000}
     counted["nftables"][2]["rule"]["handle"] = 9
-    now = dl_converged_state(read(nft={"inet dlcluster": json.dumps(counted)}))
-    assert dl_converged_drift(recorded(), now, INPUTS) == []
+    assert drift(nft={"inet dlcluster": json.dumps(counted)}) == []
 
 
 def test_each_kind_of_drift_is_named():
     edited = copy.deepcopy(NFT)
     edited["nftables"][2]["rule"]["expr"][1] = {"drop": None}
-    now = dl_converged_state(read(files={"/etc/a.conf": "file:bb:0644:0:0"}, units={"ssh": "inactive/enabled"},
-                                  nft={"inet dlcluster": json.dumps(edited)}, packages="p2", pci="d2"))
-    assert dl_converged_drift(recorded(), now, INPUTS) == [
+    assert drift(files={"/etc/a.conf": "file:bb:0644:0:0"}, units={"ssh": "inactive/enabled"},
+                 nft={"inet dlcluster": json.dumps(edited)}, packages="p2", pci="d2") == [
         "/etc/a.conf changed", "unit ssh is inactive/enabled (was active/enabled)",
         "nftables table inet dlcluster changed", "the installed packages changed", "the PCI devices changed"]
-    gone = dl_converged_state(read(files={"/etc/a.conf": "absent"}, nft={"inet dlcluster": "absent"}))
-    assert dl_converged_drift(recorded(), gone, INPUTS) == ["/etc/a.conf is missing",
-                                                          "nftables table inet dlcluster is missing"]
+    assert drift(files={"/etc/a.conf": "absent"}, nft={"inet dlcluster": "absent"}) == [
+        "/etc/a.conf is missing", "nftables table inet dlcluster is missing"]
 
 
 def test_no_record_another_version_or_other_inputs_run_everything():
-    now = dl_converged_state(read())
-    assert dl_converged_drift(None, now, INPUTS) == ["no record of a complete run"]
-    assert "version" in dl_converged_drift(dict(recorded(), version=0), now, INPUTS)[0]
+    assert dl_converged_drift(read(), INPUTS) == ["no record of a complete run"]
+    assert "version" in drift(dict(recorded(), version=0))[0]
     hostvars = copy.deepcopy(HOSTVARS)
     hostvars["head"]["pip_mirror_port"] = 1
     other = dl_converged_inputs(dict(FACTS, kernel="7"), cluster(hostvars, settings=dict(SETTINGS, code="new")))
-    assert dl_converged_drift(recorded(), now, other) == [
-        "its inputs changed (code, variables of head, platform facts)"]
-    assert dl_converged_drift(recorded(), now, dict(INPUTS, hosts={"head": INPUTS["hosts"]["head"]})) == [
+    assert drift(inputs=other) == ["its inputs changed (code, variables of head, platform facts)"]
+    assert drift(inputs=dict(INPUTS, hosts={"head": INPUTS["hosts"]["head"]})) == [
         "its inputs changed (the inventory's hosts)"]
     with pytest.raises(AnsibleFilterError, match="inputs"):
-        dl_converged_drift(recorded(), now, "in")
+        dl_converged_drift(read(stamp=recorded()), "in")
+    with pytest.raises(AnsibleFilterError, match="dl_host_state"):
+        dl_converged_drift({"state": {}}, INPUTS)
 
 
-def test_the_record_holds_fingerprints_not_listings():
+def test_a_record_older_than_the_limit_does_not_hold():
+    """Time alone changes what a run does (a certificate due for renewal): at least one full run per limit."""
+    assert drift(now=NOW + 22 * 3600) == []
+    assert drift(now=NOW + 24 * 3600) == ["its record is 25 h old (converged_max_age_hours: 24)"]
+    assert drift(now=NOW + 24 * 3600, max_age_hours=48) == []
+    assert drift(now=NOW + 900 * 3600, max_age_hours=0) == []
+
+
+def test_the_record_holds_fingerprints_not_listings_and_when_it_was_made():
     record = recorded()
     assert record["version"] == 1 and record["inputs"] == INPUTS and record["probes"] == {"files": ["/etc/a.conf"]}
     assert len(record["state"]["nft_tables"]["inet dlcluster"]) == 64
+    assert record["recorded_at"] == NOW - 3600
     with pytest.raises(AnsibleFilterError):
         dl_converged_state({"stamp": None})
     with pytest.raises(AnsibleFilterError):
-        dl_converged_record(INPUTS, [], {})
+        dl_converged_record(INPUTS, {"state": {}})
 
 
 def test_plays_leave_out_the_converged_group_only_when_it_exists():
