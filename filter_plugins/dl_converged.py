@@ -28,6 +28,10 @@ from ansible_collections.dlcluster.cluster.plugins.plugin_utils.dl_nft import dl
 RECORD_VERSION = 1
 # The group of the hosts that skip the run.
 GROUP = "dl_converged"
+# Up to this many hosts the record keeps one digest per host (a change names the host); above, one for all (a
+# record on each of a thousand hosts would otherwise hold a thousand digests).
+HOSTS_NAMED = 64
+ALL_HOSTS = "all hosts"
 # The connection variables that are inputs; every other ansible_* variable is a fact or Ansible's own.
 CONNECTION_VARS = ("ansible_host", "ansible_port", "ansible_user")
 # Ansible's magic variables and the facts this repository sets during a run: not inputs.
@@ -71,8 +75,8 @@ def dl_converged_cluster(hostvars, groups, settings=None) -> dict:
 
     settings: ``{code, run_tags, skip_tags}``: the code digest (lookup dl_code_digest) and the run's tags. Parts:
     ``code``, ``tags``, ``groups`` (every group's members) and ``hosts``: per host of ``groups['all']`` its input
-    variables (``_input_vars``) and address. A variable changed on one host (a mirror's port, a site's subnets)
-    is thus an input of every host that may read it.
+    variables (``_input_vars``) and address (above HOSTS_NAMED hosts, one digest for all). A variable changed on
+    one host (a mirror's port, a site's subnets) is thus an input of every host that may read it.
     """
     require_mapping(hostvars, "hostvars", "dl_converged_cluster")
     require_mapping(groups, "groups", "dl_converged_cluster")
@@ -82,6 +86,8 @@ def dl_converged_cluster(hostvars, groups, settings=None) -> dict:
     for name in sorted(str(name) for name in groups.get("all", [])):
         host = hostvars[name]
         hosts[name] = _digest({"vars": _input_vars(host), "address": host_address(host)})
+    if len(hosts) > HOSTS_NAMED:
+        hosts = {ALL_HOSTS: _digest(hosts)}
     return {
         "code": str(settings.get("code", "")),
         "tags": _digest([sorted(str(tag) for tag in settings.get("run_tags") or []),

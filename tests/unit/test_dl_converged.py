@@ -93,6 +93,15 @@ def test_the_cluster_digest_changes_with_every_input(change):
     assert cluster(hostvars, groups, settings) != cluster()
 
 
+def test_a_fleet_s_record_holds_one_digest_for_all_hosts_and_still_sees_one_host_change():
+    hostvars = {f"n{i:03}": {"ansible_host": f"10.1.{i // 250}.{i % 250}", "dl_site": "a"} for i in range(200)}
+    groups = {"all": list(hostvars), "dlcluster": list(hostvars)}
+    fleet = dl_converged_cluster(hostvars, groups, SETTINGS)
+    assert list(fleet["hosts"]) == ["all hosts"]
+    hostvars["n123"]["dl_site"] = "b"
+    assert dl_converged_cluster(hostvars, groups, SETTINGS)["hosts"] != fleet["hosts"]
+
+
 def test_the_group_of_converged_hosts_is_not_an_input():
     assert cluster(groups=dict(GROUPS, dl_converged=["head"])) == cluster()
 
