@@ -40,7 +40,10 @@ NOT_INPUTS = frozenset((
     "inventory_file", "playbook_dir", "play_hosts", "omit", "role_names", "role_name", "role_path", "role_uuid",
     "environment", "module_setup", "gather_subset", "discovered_interpreter_python", "dl_converged_probes",
 ))
-NOT_INPUT_PREFIXES = ("ansible_", "_", "dl_rollout_would_change_", "dl_converged_")
+# converged_*: the fast path's own settings (a run with converged_enabled=false records for the next run).
+# molecule_*: the variables molecule's inventory gives every host (its files, read from its environment): no role
+# reads them, and a run of site.yml outside molecule would otherwise never share the record of molecule's runs.
+NOT_INPUT_PREFIXES = ("ansible_", "_", "dl_rollout_would_change_", "dl_converged_", "converged_", "molecule_")
 # The host's own facts that the roles' output depends on (its platform and addresses).
 PLATFORM_FACTS = ("distribution", "distribution_release", "distribution_version", "architecture", "kernel",
                   "processor_vcpus", "memtotal_mb", "hostname", "fqdn", "virtualization_type")
@@ -70,11 +73,22 @@ def _input_vars(host) -> dict:
     return chosen
 
 
+def _run_tags(settings) -> list:
+    """The run's tags as an input: its --tags, and those of its --skip-tags that some task carries (``code_tags``,
+    query dl_code_digest 'tags'; all of them when it is not given). Skipping a tag no task has leaves the run's
+    work as it was, so molecule's runs (--skip-tags molecule-notest,notest) share a record with plain runs."""
+    skip = sorted(str(tag) for tag in settings.get("skip_tags") or [])
+    if settings.get("code_tags") is not None:
+        used = {str(tag) for tag in settings["code_tags"]}
+        skip = [tag for tag in skip if tag in used]
+    return [sorted(str(tag) for tag in settings.get("run_tags") or []), skip]
+
+
 def dl_converged_cluster(hostvars, groups, settings=None) -> dict:
     """What every host of the run shares as input, as one sha256 per part.
 
-    settings: ``{code, run_tags, skip_tags}``: the code digest (lookup dl_code_digest) and the run's tags. Parts:
-    ``code``, ``tags``, ``groups`` (every group's members) and ``hosts``: per host of ``groups['all']`` its input
+    settings: ``{code, run_tags, skip_tags, code_tags}``: the code digest (lookup dl_code_digest), the run's tags
+    and the tags the code uses (``_run_tags``). Parts: ``code``, ``tags``, ``groups`` (every group's members) and ``hosts``: per host of ``groups['all']`` its input
     variables (``_input_vars``) and address (above HOSTS_NAMED hosts, one digest for all). A variable changed on
     one host (a mirror's port, a site's subnets) is thus an input of every host that may read it.
     """
@@ -90,8 +104,7 @@ def dl_converged_cluster(hostvars, groups, settings=None) -> dict:
         hosts = {ALL_HOSTS: _digest(hosts)}
     return {
         "code": str(settings.get("code", "")),
-        "tags": _digest([sorted(str(tag) for tag in settings.get("run_tags") or []),
-                         sorted(str(tag) for tag in settings.get("skip_tags") or [])]),
+        "tags": _digest(_run_tags(settings)),
         "groups": _digest({str(group): sorted(str(name) for name in members) for group, members in groups.items()
                            if str(group) != GROUP}),
         "hosts": hosts,

@@ -74,7 +74,9 @@ def test_the_cluster_digest_is_stable_and_ignores_facts_registered_results_and_r
     again = copy.deepcopy(HOSTVARS)
     again["head"].update(ansible_facts={"x": 2, "getent_passwd": {}}, ansible_uptime_seconds=99, getent_passwd={},
                          __registered={"changed": True}, dl_rollout_would_change_firewall=False,
-                         dl_converged_probes={"files": ["/x"]})
+                         dl_converged_probes={"files": ["/x"]}, converged_enabled=False, converged_max_age_hours=1,
+                         molecule_file="/tmp/molecule.x/molecule.yml")
+    # The fast path's own settings are not inputs: a run with it turned off still records for the next.
     assert cluster() == cluster(again) == cluster(dict(reversed(list(HOSTVARS.items()))))
     assert sorted(cluster()) == ["code", "groups", "hosts", "tags"] and sorted(cluster()["hosts"]) == ["cpu1", "head"]
 
@@ -91,6 +93,16 @@ def test_the_cluster_digest_changes_with_every_input(change):
     hostvars, groups, settings = copy.deepcopy(HOSTVARS), copy.deepcopy(GROUPS), dict(SETTINGS)
     change(hostvars, groups, settings)
     assert cluster(hostvars, groups, settings) != cluster()
+
+
+def test_only_skip_tags_that_some_task_carries_are_an_input():
+    used = dict(SETTINGS, code_tags=["firewall", "python_envs"])
+    # molecule skips molecule-notest and notest: no task here has them, so the run does the same work.
+    assert cluster(settings=dict(used, skip_tags=["molecule-notest", "notest"])) == cluster(settings=used)
+    assert cluster(settings=dict(used, skip_tags=["python_envs", "notest"])) != cluster(settings=used)
+    assert cluster(settings=dict(used, run_tags=["firewall"])) != cluster(settings=used)
+    # Without the code's tags every skipped tag counts.
+    assert cluster(settings=dict(SETTINGS, skip_tags=["notest"])) != cluster()
 
 
 def test_a_fleet_s_record_holds_one_digest_for_all_hosts_and_still_sees_one_host_change():
@@ -305,6 +317,19 @@ def test_the_code_digest_follows_every_code_file_but_not_python_caches(tmp_path)
     assert "roles/converged/tasks/check.yml" in lookup.code_files(ROOT)
 
 
+def test_the_code_tags_are_those_of_tasks_blocks_roles_and_plays(tmp_path):
+    (tmp_path / "roles" / "r" / "tasks").mkdir(parents=True)
+    (tmp_path / "roles" / "r" / "tasks" / "main.yml").write_text(
+        "- name: a\n  ansible.builtin.debug: {msg: !unsafe '{{ x }}'}\n  tags: [one, two]\n"
+        "- block:\n    - ansible.builtin.debug: {}\n      tags: three\n  tags: 'four, five'\n")
+    (tmp_path / "site.yml").write_text("- hosts: all\n  tags: six\n  roles: [{role: r, tags: [seven]}]\n")
+    (tmp_path / "filter_plugins").mkdir()
+    (tmp_path / "filter_plugins" / "x.yml").write_text("tags: [not_code]\n")
+    assert lookup.code_tags(tmp_path) == ["five", "four", "one", "seven", "six", "three", "two"]
+    assert {"firewall", "ssh_hardening", "always"} <= set(lookup.code_tags(ROOT))
+    assert "molecule-notest" not in lookup.code_tags(ROOT)
+
+
 # ---------------------------------------------------------------- the whole path -----
 
 @pytest.fixture()
@@ -352,6 +377,8 @@ def test_a_warm_run_skips_converged_hosts_and_any_drift_or_new_input_brings_ever
 
     warm = run()
     assert "runs its roles:" not in warm
+    # molecule's runs skip tags that no task has: the same work, so the record holds for them too.
+    assert "runs its roles:" not in run("--skip-tags", "molecule-notest,notest")
     assert warm.count("skipping: no hosts matched") == 2, warm
     assert json.loads(record.read_text()) == saved
     assert re.search(r"node : ok=\d+ changed=0 ", warm) and re.search(r"peer : ok=\d+ changed=0 ", warm), warm
