@@ -175,6 +175,8 @@ def dl_converged_drift(read, inputs, max_age_hours=24) -> list[str]:
     clock); inputs: dl_converged_inputs of this run; max_age_hours: a record older than this does not hold (0: no
     limit), so that what changes with time alone (a certificate due for renewal) is done at least that often.
     """
+    if is_mapping(read) and read.get("unreachable"):
+        return ["it could not be reached"]
     if not is_mapping(read) or "stamp" not in read:
         raise AnsibleFilterError("dl_converged_drift: expected the registered result of dl_host_state")
     record = read["stamp"]

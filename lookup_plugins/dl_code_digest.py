@@ -23,7 +23,7 @@ DOCUMENTATION = """
   description:
     - Hashes the path and content of every file under the repository's code directories (C(roles), C(playbooks),
       the plugin and module directories, dlcluster's collection) and of C(site.yml) and C(ansible.cfg), in path
-      order. Compiled Python caches are left out.
+      order. Compiled Python caches and Markdown documentation are left out.
     - With the term C(tags), returns instead every tag that a task, block, role or play of the repository's YAML
       (C(roles), C(playbooks), C(site.yml)) carries, sorted; use it with C(query).
     - The repository is the directory above this plugin's.
@@ -59,8 +59,9 @@ def code_files(root):
             found.append(entry)
         for directory, subdirs, files in os.walk(top):
             subdirs[:] = [name for name in subdirs if name != "__pycache__"]
+            # Documentation (a role's README) changes nothing a run does.
             found.extend(os.path.relpath(os.path.join(directory, name), root)
-                         for name in files if not name.endswith(".pyc"))
+                         for name in files if not name.endswith((".pyc", ".md")))
     return sorted(found)
 
 

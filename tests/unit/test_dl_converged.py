@@ -173,6 +173,8 @@ def test_each_kind_of_drift_is_named():
 
 def test_no_record_another_version_or_other_inputs_run_everything():
     assert dl_converged_drift(read(), INPUTS) == ["no record of a complete run"]
+    # The check runs before the pre-flight reads the hosts: a host it cannot reach runs (and the pre-flight names it).
+    assert dl_converged_drift({"unreachable": True, "msg": "ssh: timed out"}, INPUTS) == ["it could not be reached"]
     assert "version" in drift(dict(recorded(), version=0))[0]
     hostvars = copy.deepcopy(HOSTVARS)
     hostvars["head"]["pip_mirror_port"] = 1
@@ -310,6 +312,7 @@ def test_the_code_digest_follows_every_code_file_but_not_python_caches(tmp_path)
     (tmp_path / "roles" / "r" / "__pycache__").mkdir()
     (tmp_path / "roles" / "r" / "__pycache__" / "x.pyc").write_bytes(b"\0")
     (tmp_path / "README.md").write_text("other docs\n")
+    (tmp_path / "roles" / "r" / "README.md").write_text("the role's docs\n")
     assert lookup.code_digest(tmp_path) == before
     (tmp_path / "roles" / "r" / "tasks" / "main.yml").write_text("---\n# edited\n")
     assert lookup.code_digest(tmp_path) != before
