@@ -1,8 +1,9 @@
 """site.yml's fast path on the converged lab (roles/converged).
 
 A warm run leaves every host out of every role when each one's last complete run still holds; a host edited by hand
-makes every host run its roles (all or nothing), is mended, and the next run leaves them all out again. Named to run first: the lab is as its converge left it (molecule's
-idempotence stage already ran site.yml once more through this path).
+makes every host run its roles (all or nothing), is mended, and the next run leaves them all out again. Named to run
+first: the lab is as molecule's idempotence stage left it (a second full run, every role, converged_enabled false
+there), whose records the first warm run here compares with.
 """
 
 import json
