@@ -20,6 +20,7 @@ from labtest import lab_host, run_playbook  # noqa: E402
 MEMBERS = ("head", "cpu1", "cpu2")
 RECORD = "/var/lib/dlcluster/converged.json"
 CHECK_PLAY = "Leave out the hosts whose last complete run still holds"
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def sudo_run(name, command):
@@ -40,8 +41,10 @@ def warm_run():
     """site.yml; its output with the YAML callback's folded lines joined, and each play's body by title."""
     run = run_playbook("site.yml")
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
-    plays = [(play.split("]", 1)[0], play) for play in run.stdout.split("PLAY [")[1:]]
-    return " ".join(run.stdout.split()), plays
+    # Without colours: molecule's verify forces them, and they split lines and recaps.
+    stdout = ANSI.sub("", run.stdout)
+    plays = [(play.split("]", 1)[0], play) for play in stdout.split("PLAY [")[1:]]
+    return " ".join(stdout.split()), plays
 
 
 def changed_roles(plays, name):
@@ -53,6 +56,11 @@ def changed_roles(plays, name):
                 label = task.split("]", 1)[0]
                 roles.add(label.split(" : ", 1)[0] if " : " in label else title)
     return roles
+
+
+def reasons(output):
+    """The converged check's lines ("<host> runs its roles: <why>."), to name the cause when an assertion fails."""
+    return re.findall(r"\S+ runs its roles: [^']*", output)
 
 
 def hosts_in(body):
@@ -89,7 +97,7 @@ def test_every_member_holds_a_root_only_record_of_its_complete_run():
 
 def test_a_warm_run_leaves_every_converged_member_out_of_every_role():
     output, plays = warm_run()
-    assert "runs its roles:" not in output
+    assert "runs its roles:" not in output, reasons(output)
     for title, body in role_plays(plays):
         assert hosts_in(body) == set(), f"{title}: a converged host ran a role\n{body[-2000:]}"
     for name in MEMBERS:
@@ -104,10 +112,11 @@ def test_a_host_edited_by_hand_brings_every_host_back_and_is_mended():
                      "nft insert rule inet dlcluster input tcp dport 9 accept")
     assert (sshd_config("cpu1"), live_table("cpu1")) != before
     output, plays = warm_run()
-    assert "cpu1 runs its roles: /etc/ssh/sshd_config changed; nftables table inet dlcluster changed." in output
+    assert ("cpu1 runs its roles: /etc/ssh/sshd_config changed; nftables table inet dlcluster changed."
+            in output), reasons(output)
     for name in ("head", "cpu2"):
         assert (f"{name} runs its roles: its record holds, but not those of cpu1 "
-                "(when one host runs its roles, every host does).") in output
+                "(when one host runs its roles, every host does).") in output, reasons(output)
     ran = set()
     for _, body in role_plays(plays):
         ran |= hosts_in(body)
@@ -120,5 +129,5 @@ def test_a_host_edited_by_hand_brings_every_host_back_and_is_mended():
     assert changed_roles(plays, "cpu1") <= {"ssh_hardening", "firewall", "canary"}, changed_roles(plays, "cpu1")
 
     again, plays = warm_run()
-    assert "runs its roles:" not in again
+    assert "runs its roles:" not in again, reasons(again)
     assert all(hosts_in(body) == set() for _, body in role_plays(plays))
