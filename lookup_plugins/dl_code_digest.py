@@ -50,10 +50,10 @@ CODE = ("roles", "playbooks", "filter_plugins", "library", "action_plugins", "ca
 TAGGED = ("roles", "playbooks", "site.yml")
 
 
-def code_files(root):
-    """Every code file under root, as sorted paths relative to it."""
+def code_files(root, entries=CODE):
+    """Every code file under root's entries, as sorted paths relative to root."""
     found = []
-    for entry in CODE:
+    for entry in entries:
         top = os.path.join(root, entry)
         if os.path.isfile(top):
             found.append(entry)
@@ -97,8 +97,8 @@ def code_tags(root):
     """Every value of a `tags` key in the YAML of TAGGED under root (over-inclusive: a module option named tags
     counts too, which only keeps more --skip-tags as inputs)."""
     found = set()
-    for path in code_files(root):
-        if path.split(os.sep)[0] in TAGGED and path.endswith((".yml", ".yaml")):
+    for path in code_files(root, TAGGED):
+        if path.endswith((".yml", ".yaml")):
             with open(os.path.join(root, path), encoding="utf-8") as handle:
                 _tags_in(yaml.load(handle, Loader=_TagLoader), found)  # nosec B506 - a safe loader
     return sorted(found)
