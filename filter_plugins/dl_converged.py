@@ -210,15 +210,54 @@ def dl_converged_drift(read, inputs, max_age_hours=24) -> list[str]:
     return reasons
 
 
-def dl_converged_held(hostvars, names, fact="__converged_drift") -> list[str]:
-    """The hosts among `names` whose record holds: their `fact` (the check's reasons) is an empty list."""
-    require_mapping(hostvars, "hostvars", "dl_converged_held")
-    held = []
+def dl_converged_direct(fleet, hostvars, names) -> list[str]:
+    """The hosts among `names` to read through the dl_host_state module: those dl_fleet_state did not read (its
+    registered result ``fleet``), and those whose facts are not cached (the comparison needs their platform
+    facts; the module's play gathers them)."""
+    require_mapping(hostvars, "hostvars", "dl_converged_direct")
+    states = fleet.get("states") if is_mapping(fleet) and is_mapping(fleet.get("states")) else {}
+    direct = []
     for name in names or []:
-        reasons = hostvars[name].get(fact) if is_mapping(hostvars[name]) else None
-        if isinstance(reasons, list) and not reasons:
-            held.append(str(name))
-    return held
+        facts = hostvars[name].get("ansible_facts") if is_mapping(hostvars[name]) else None
+        if name not in states or not is_mapping(facts) or facts.get("distribution") is None:
+            direct.append(str(name))
+    return direct
+
+
+def dl_converged_compare(hostvars, names, cluster, states, settings=None) -> dict:
+    """Per host of `names`, in order: ``{inputs, drift}``, its inputs in this run (dl_converged_inputs of its
+    cached facts) and why it cannot skip the run (dl_converged_drift; [] when its record holds).
+
+    states: dl_fleet_state's ``states``; a host not there was read by the module (its ``__converged_read``).
+    settings: ``enabled`` (false: every host runs, ``converged_enabled is false``), ``check_mode`` (every host
+    runs) and ``max_age_hours``.
+    """
+    require_mapping(hostvars, "hostvars", "dl_converged_compare")
+    states = states if is_mapping(states) else {}
+    settings = settings or {}
+    require_mapping(settings, "settings", "dl_converged_compare")
+    checked = {}
+    for name in names or []:
+        host = hostvars[name]
+        facts = host.get("ansible_facts") if is_mapping(host.get("ansible_facts")) else {}
+        inputs = dl_converged_inputs(facts, cluster)
+        read = states.get(name) if name in states else host.get("__converged_read")
+        if not settings.get("enabled", True):
+            drift = ["converged_enabled is false"]
+        elif settings.get("check_mode"):
+            drift = ["check mode runs every task"]
+        elif not is_mapping(read):
+            drift = ["its state was not read"]
+        else:
+            drift = dl_converged_drift(read, inputs, settings.get("max_age_hours", 24))
+        checked[str(name)] = {"inputs": inputs, "drift": drift}
+    return checked
+
+
+def dl_converged_held(checked) -> list[str]:
+    """The hosts whose record holds: those of dl_converged_compare's result with no drift, in order."""
+    require_mapping(checked, "checked", "dl_converged_held")
+    return [str(name) for name, entry in checked.items() if is_mapping(entry) and entry.get("drift") == []]
 
 
 def dl_unconverged(pattern, groups) -> str:
@@ -235,6 +274,8 @@ class FilterModule:
     def filters(self):
         return {
             "dl_converged_cluster": dl_converged_cluster,
+            "dl_converged_compare": dl_converged_compare,
+            "dl_converged_direct": dl_converged_direct,
             "dl_converged_drift": dl_converged_drift,
             "dl_converged_held": dl_converged_held,
             "dl_converged_inputs": dl_converged_inputs,

@@ -14,10 +14,10 @@ import pytest
 from ansible.errors import AnsibleFilterError
 from conftest import ROOT, load_script
 
-import dl_host_state
-from dl_converged import (FilterModule, dl_converged_cluster, dl_converged_drift, dl_converged_held,
-                          dl_converged_inputs,
-                          dl_converged_record, dl_converged_state, dl_unconverged)
+from ansible.module_utils import dl_host_state
+from dl_converged import (FilterModule, dl_converged_cluster, dl_converged_compare, dl_converged_direct,
+                          dl_converged_drift, dl_converged_held, dl_converged_inputs, dl_converged_record,
+                          dl_converged_state, dl_unconverged)
 
 callback = load_script("dl_converged_callback", ROOT / "callback_plugins" / "dl_converged.py")
 lookup = load_script("dl_code_digest_lookup", ROOT / "lookup_plugins" / "dl_code_digest.py")
@@ -213,15 +213,48 @@ def test_plays_leave_out_the_converged_group_only_when_it_exists():
         "edition_nvidia:edition_rocm:!dl_converged"
     with pytest.raises(AnsibleFilterError, match="host pattern"):
         dl_unconverged("", GROUPS)
-    assert set(FilterModule().filters()) == {"dl_converged_cluster", "dl_converged_drift", "dl_converged_held",
-                                             "dl_converged_inputs", "dl_converged_record", "dl_converged_state",
-                                             "dl_unconverged"}
+    assert set(FilterModule().filters()) == {"dl_converged_cluster", "dl_converged_compare", "dl_converged_direct",
+                                             "dl_converged_drift", "dl_converged_held", "dl_converged_inputs",
+                                             "dl_converged_record", "dl_converged_state", "dl_unconverged"}
 
 
 def test_only_hosts_whose_check_found_nothing_hold():
-    hostvars = {"a": {"__converged_drift": []}, "b": {"__converged_drift": ["x changed"]}, "c": {}}
-    assert dl_converged_held(hostvars, ["a", "b", "c"]) == ["a"]
-    assert dl_converged_held(hostvars, []) == []
+    checked = {"a": {"drift": []}, "b": {"drift": ["x changed"]}, "c": {}, "d": {"drift": []}}
+    assert dl_converged_held(checked) == ["a", "d"]
+    assert dl_converged_held({}) == []
+    with pytest.raises(AnsibleFilterError, match="dl_converged_held"):
+        dl_converged_held(["a"])
+
+
+def test_hosts_the_fleet_reader_left_or_without_cached_facts_go_through_the_module():
+    facts = {"ansible_facts": {"distribution": "Debian"}}
+    hostvars = {"a": facts, "b": facts, "c": {"ansible_facts": {}}, "d": {}}
+    fleet = {"states": {"a": {}, "c": {}, "d": {}}, "left": {"b": "its connection is local"}}
+    assert dl_converged_direct(fleet, hostvars, ["a", "b", "c", "d"]) == ["b", "c", "d"]
+    # converged_fleet_read=false reads no host: every host goes through the module.
+    assert dl_converged_direct({"states": {}, "left": {}}, hostvars, ["a", "b"]) == ["a", "b"]
+    assert dl_converged_direct({}, hostvars, ["a"]) == ["a"]
+
+
+def test_the_comparison_uses_the_fleet_reader_s_state_or_the_module_s_and_names_each_host_s_reasons():
+    hostvars = {"head": {"ansible_facts": FACTS},
+                "cpu1": {"ansible_facts": FACTS, "__converged_read": read(stamp=recorded())},
+                "cpu2": {"ansible_facts": FACTS}}
+    states = {"head": read(stamp=recorded()),
+              "cpu2": read(stamp=recorded(), files={"/etc/a.conf": "file:bb:0644:0:0"})}
+    checked = dl_converged_compare(hostvars, ["head", "cpu1", "cpu2"], cluster(), states, {"max_age_hours": 24})
+    assert list(checked) == ["head", "cpu1", "cpu2"]
+    assert checked["head"] == {"inputs": INPUTS, "drift": []} and checked["cpu1"]["drift"] == []
+    assert checked["cpu2"]["drift"] == ["/etc/a.conf changed"]
+    assert dl_converged_held(checked) == ["head", "cpu1"]
+    off = dl_converged_compare(hostvars, ["head"], cluster(), states, {"enabled": False})
+    assert off["head"] == {"inputs": INPUTS, "drift": ["converged_enabled is false"]}
+    assert dl_converged_compare(hostvars, ["head"], cluster(), states, {"check_mode": True})["head"]["drift"] == \
+        ["check mode runs every task"]
+    assert dl_converged_compare(hostvars, ["cpu2"], cluster(), {}, {})["cpu2"]["drift"] == ["its state was not read"]
+    unreachable = dict(hostvars, cpu2={"__converged_read": {"unreachable": True}})
+    assert dl_converged_compare(unreachable, ["cpu2"], cluster(), {}, {})["cpu2"]["drift"] == \
+        ["it could not be reached"]
 
 
 # ---------------------------------------------------------------- what a run manages (callback) -----
@@ -337,21 +370,21 @@ def test_the_code_tags_are_those_of_tasks_blocks_roles_and_plays(tmp_path):
 
 @pytest.fixture()
 def fast_path(tmp_path):
-    """A site.yml in small on two hosts of this controller: the check play, one play that manages a file per host,
-    the record play."""
-    host = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, "demo_value": "one"}
-    (tmp_path / "inventory.yml").write_text(json.dumps({"dlcluster": {"hosts": {"node": host, "peer": host}}}))
-    role_vars = {"converged_record_path": str(tmp_path / "{{ inventory_hostname }}.record.json")}
+    """A site.yml in small on two hosts of this controller: the fast path's plays (playbooks/converged.yml), one
+    play that manages a file per host, the record play (playbooks/converged_record.yml). A local connection is
+    not one dl_fleet_state reads: both hosts are read through the module (the lab test covers the fleet reader)."""
+    host = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, "demo_value": "one",
+            "ansible_become": False}
+    role_vars = {"converged_record_path": str(tmp_path / "{{ inventory_hostname }}.record.json"),
+                 "converged_nft_tables": []}
+    (tmp_path / "inventory.yml").write_text(json.dumps({"dlcluster": {"hosts": {"node": host, "peer": host},
+                                                                      "vars": role_vars}}))
     managed = str(tmp_path / "{{ inventory_hostname }}.conf")
     (tmp_path / "site.yml").write_text(json.dumps([
-        {"name": "Check", "hosts": "dlcluster", "gather_facts": True, "vars": role_vars,
-         "tasks": [{"ansible.builtin.import_role": {"name": "converged", "tasks_from": "check.yml"}}]},
+        {"ansible.builtin.import_playbook": str(ROOT / "playbooks" / "converged.yml")},
         {"name": "Manage a file", "hosts": "{{ 'dlcluster' | dl_unconverged(groups) }}", "gather_facts": False,
          "tasks": [{"ansible.builtin.copy": {"content": "{{ demo_value }}\n", "dest": managed, "mode": "0644"}}]},
-        {"name": "Record", "hosts": "{{ 'dlcluster' | dl_unconverged(groups) }}", "gather_facts": False,
-         "vars": dict(role_vars, converged_nft_tables=[]),
-         "tasks": [{"ansible.builtin.import_role": {"name": "converged", "tasks_from": "record.yml"},
-                    "when": ["not ansible_check_mode", "__converged_inputs is defined"]}]},
+        {"ansible.builtin.import_playbook": str(ROOT / "playbooks" / "converged_record.yml")},
     ]))
 
     def run(*extra):

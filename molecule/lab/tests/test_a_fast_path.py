@@ -20,6 +20,7 @@ from labtest import lab_host, run_playbook  # noqa: E402
 MEMBERS = ("head", "cpu1", "cpu2")
 RECORD = "/var/lib/dlcluster/converged.json"
 CHECK_PLAY = "Leave out the hosts whose last complete run still holds"
+MODULE_PLAY = "Read the hosts the controller could not, through the module"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -75,6 +76,13 @@ def role_plays(plays):
     return [(title, body) for title, body in plays[start:] if not title.startswith("Record each host")]
 
 
+def read_by_the_controller(plays):
+    """True when the converged check read every member at once from the controller (dl_fleet_state, one ssh each):
+    its play for the hosts it could not read had none."""
+    body = dict(plays)[MODULE_PLAY]
+    return hosts_in(body) == set() and "skipping: no hosts matched" in body
+
+
 def recap(output, name):
     found = re.search(rf"{name} : ok=(\d+) changed=(\d+) unreachable=0 failed=0", output)
     assert found, output[-3000:]
@@ -98,6 +106,7 @@ def test_every_member_holds_a_root_only_record_of_its_complete_run():
 def test_a_warm_run_leaves_every_converged_member_out_of_every_role():
     output, plays = warm_run()
     assert "runs its roles:" not in output, reasons(output)
+    assert read_by_the_controller(plays), dict(plays)[MODULE_PLAY]
     for title, body in role_plays(plays):
         assert hosts_in(body) == set(), f"{title}: a converged host ran a role\n{body[-2000:]}"
     for name in MEMBERS:
@@ -114,6 +123,8 @@ def test_a_host_edited_by_hand_brings_every_host_back_and_is_mended():
     output, plays = warm_run()
     assert ("cpu1 runs its roles: /etc/ssh/sshd_config changed; nftables table inet dlcluster changed."
             in output), reasons(output)
+    # Found by the controller's reader: no host was read through the module.
+    assert read_by_the_controller(plays), dict(plays)[MODULE_PLAY]
     for name in ("head", "cpu2"):
         assert (f"{name} runs its roles: its record holds, but not those of cpu1 "
                 "(when one host runs its roles, every host does).") in output, reasons(output)
