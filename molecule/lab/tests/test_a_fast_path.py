@@ -15,13 +15,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 
 from dl_firewall import dl_firewall_fingerprint  # noqa: E402
 
-from labtest import lab_host, run_playbook  # noqa: E402
+from labtest import lab_host, plain, run_playbook  # noqa: E402
 
 MEMBERS = ("head", "cpu1", "cpu2")
 RECORD = "/var/lib/dlcluster/converged.json"
 CHECK_PLAY = "Leave out the hosts whose last complete run still holds"
 MODULE_PLAY = "Read the hosts the controller could not, through the module"
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def sudo_run(name, command):
@@ -43,7 +42,7 @@ def warm_run():
     run = run_playbook("site.yml")
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     # Without colours: molecule's verify forces them, and they split lines and recaps.
-    stdout = ANSI.sub("", run.stdout)
+    stdout = plain(run.stdout)
     plays = [(play.split("]", 1)[0], play) for play in stdout.split("PLAY [")[1:]]
     return " ".join(stdout.split()), plays
 

@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 
-from labtest import lab_address, lab_host, run_playbook, start_playbook  # noqa: E402
+from labtest import lab_address, lab_host, plain, run_playbook, start_playbook  # noqa: E402
 
 testinfra_hosts = ["ansible://head", "ansible://cpu1", "ansible://cpu2"]
 
@@ -23,13 +23,12 @@ CATALOGUE = json.loads((STATE / "datasets-catalogue.json").read_text())
 MNIST = CATALOGUE["mnist-5k"]["manifest"]["files"]
 UPSTREAM = "/srv/upstream/https"
 CACHE_LOG = "/var/log/nginx/dlcluster-datasets-cache.access.log"
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def flat(run) -> str:
     """A run's output in one line: molecule's verify forces colour, and the YAML callback wraps long messages
     (each wrapped line in its own colour codes)."""
-    return " ".join(ANSI.sub("", run.stdout + run.stderr).split())
+    return " ".join(plain(run.stdout + run.stderr).split())
 
 
 def upstream_gets(path_prefix: str) -> dict:
@@ -186,7 +185,7 @@ def test_a_local_change_is_reported_and_left_alone_until_forced_then_a_rerun_cha
     assert forced.returncode == 0, flat(forced)[-3000:]
     assert sha256s(cpu1, "/data/datasets/mnist-5k/1") == MNIST
     again = datasets_run("--limit", "cpu1")
-    assert again.returncode == 0 and re.search(r"cpu1\s+: ok=\d+\s+changed=0\s", ANSI.sub("", again.stdout)), \
+    assert again.returncode == 0 and re.search(r"cpu1\s+: ok=\d+\s+changed=0\s", plain(again.stdout)), \
         flat(again)[-2000:]
 
 

@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 
-from labtest import (ROOT, UDP_ECHO, lab_host, probe, probe_from_controller, refused_output,  # noqa: E402
+from labtest import (ROOT, UDP_ECHO, lab_host, plain, probe, probe_from_controller, refused_output,  # noqa: E402
                      run_playbook)
 from dl_firewall import dl_firewall_fingerprint  # noqa: E402
 
@@ -112,7 +112,6 @@ def test_lockout_guard_refuses_rules_that_drop_the_controller(host):
         assert host.file("/etc/nftables.d/dlcluster.nft").sha256sum == before
 
 
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # ssh-audit prints a running "Compl. conns: N" line while it tests and, when it catches the interrupt,
 # a summary "Completed connections: R/sec; N total". Under load the interrupt can land where the summary
 # is never printed, so the count is the highest either form reports.
@@ -120,7 +119,7 @@ COUNTS = re.compile(r"Compl\. conns:\s*(\d+)|Completed connections:\s*[0-9.]+/se
 
 
 def _completed(output):
-    found = [int(progress or total) for progress, total in COUNTS.findall(ANSI.sub("", output))]
+    found = [int(progress or total) for progress, total in COUNTS.findall(plain(output))]
     assert found, f"no connection count in ssh-audit's output: {output[-500:]!r}"
     return max(found)
 

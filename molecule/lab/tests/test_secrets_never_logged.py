@@ -17,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 
-from labtest import ROOT, controller_curl, lab_address, run_playbook  # noqa: E402
+from labtest import ROOT, controller_curl, lab_address, plain, run_playbook  # noqa: E402
 
 testinfra_hosts = ["ansible://head"]
 
@@ -25,7 +25,6 @@ STATE = Path(os.environ["DL_LAB_STATE_DIR"]) / os.environ["DL_LAB_NAME"]
 CONVERGE_LOG = ROOT / ".ansible" / "lab-converge-vvv.log"
 # The state files behind the inventory's secrets (inventories/lab/group_vars/all/{pip,notebooks}.yml).
 SECRET_FILES = ("devpi-root-password", "jupyter-token", "tensorboard-password")
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # At -vvv every result shows the module's arguments (YAML or JSON results).
 VERBOSE = re.compile(r"\bmodule_args\b")
 
@@ -53,7 +52,7 @@ def devpi_login(password: str) -> int:
 
 def test_the_first_converge_at_vvv_prints_no_secret():
     assert CONVERGE_LOG.exists(), f"{CONVERGE_LOG} is missing: scripts/molecule-suite.sh writes it (make molecule)"
-    output = ANSI.sub("", CONVERGE_LOG.read_text(errors="replace"))
+    output = plain(CONVERGE_LOG.read_text(errors="replace"))
     # The capture is the real thing: at -vvv (module arguments printed), and it reached the tasks that use secrets.
     assert VERBOSE.search(output) and "PLAY RECAP" in output, "the capture is not a -vvv converge"
     for task in ("pip_mirror : Initialise devpi's state", "pip_mirror : Configure the indexes",
@@ -80,7 +79,7 @@ def rotation(tmp_path_factory):
 
 def test_a_run_that_rotates_every_secret_prints_none_of_them(rotation):
     old, new, run = rotation
-    output = ANSI.sub("", run.stdout + run.stderr)
+    output = plain(run.stdout + run.stderr)
     assert run.returncode == 0, output[-4000:]
     assert VERBOSE.search(output), "the rotation run is not at -vvv"
     assert leaks(output, [*old.values(), *new.values()]) == []

@@ -15,8 +15,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 
-from labtest import (LAB_SITES, ROOT, SEND, cluster_ca_cert, continuous_traffic, echo_server, lab_host, ping, probe,  # noqa: E402
-                     public_key, refused_output, run_playbook, site_address, site_subnets, transfer)
+from labtest import (LAB_SITES, ROOT, SEND, cluster_ca_cert, continuous_traffic, echo_server, lab_host,  # noqa: E402
+                     ping, plain, probe, public_key, refused_output, run_playbook, site_address, site_subnets,
+                     transfer)
 
 testinfra_hosts = ["ansible://head", "ansible://cpu1", "ansible://cpu2"]
 INTERFACE = "wgdl0"
@@ -56,7 +57,7 @@ def test_the_first_converge_at_vvv_logged_no_wireguard_private_key():
     """At -vvv every module's arguments and results are printed: no host's key nor the laptop's appears."""
     log = ROOT / ".ansible" / "lab-converge-vvv.log"
     assert log.exists(), f"{log} is missing: scripts/molecule-suite.sh writes it (make molecule)"
-    flat = re.sub(r"[\s│]+", "", re.sub(r"\x1b\[[0-9;]*m", "", log.read_text(errors="replace")))
+    flat = re.sub(r"[\s│]+", "", plain(log.read_text(errors="replace")))
     assert "TASK[vpn:Writethetunnel'sconfiguration" in flat, "the capture never reached the vpn role"
     state = Path(os.environ["DL_LAB_STATE_DIR"]) / os.environ["DL_LAB_NAME"]
     keys = {"laptop": (state / "vpn-clients" / "laptop.key").read_text().strip()}

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 
 from dl_firewall import dl_firewall_fingerprint  # noqa: E402
 
-from labtest import ROOT, lab_host, run_playbook  # noqa: E402
+from labtest import ROOT, lab_host, plain, run_playbook  # noqa: E402
 
 MEMBERS = ("head", "cpu1", "cpu2")
 LAB_STATE = Path(os.environ["DL_LAB_STATE_DIR"]) / os.environ["DL_LAB_NAME"]
@@ -73,7 +73,7 @@ def test_the_first_converge_probed_no_host_and_ignored_no_error():
     ignored in the lab's first converge (captured at -vvv by scripts/molecule-suite.sh)."""
     log = ROOT / ".ansible" / "lab-converge-vvv.log"
     assert log.exists(), f"{log} is missing: scripts/molecule-suite.sh writes it (make molecule)"
-    output = re.sub(r"\x1b\[[0-9;]*m", "", log.read_text(errors="replace"))
+    output = plain(log.read_text(errors="replace"))
     recap = re.findall(r"^\W*(head|cpu1|cpu2)\s+:\s+ok=\d+.*?ignored=(\d+)", output, re.M)
     assert sorted(name for name, _ in recap) == ["cpu1", "cpu2", "head"], recap
     assert all(ignored == "0" for _, ignored in recap), recap
