@@ -489,6 +489,20 @@ def settle(args: argparse.Namespace) -> None:
         time.sleep(2)
 
 
+def remove_network(net: str, timeout: float = 60) -> None:
+    """`docker network rm`, once the killed hosts have left the network. A killed container keeps its endpoint
+    until Docker has stopped it, which on a loaded machine is a moment after `docker kill` returns: the ones still
+    attached are disconnected, and the removal tried again, for at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while run(["docker", "network", "rm", net], check=False).returncode != 0:
+        if time.monotonic() >= deadline:
+            docker("network", "rm", net)  # raises with Docker's own message
+        attached = json.loads(docker("network", "inspect", "--format", "{{json .Containers}}", net) or "null") or {}
+        for container in attached:
+            docker("network", "disconnect", "--force", net, container, check=False)
+        time.sleep(1)
+
+
 def down(args: argparse.Namespace) -> None:
     if shutil.which("docker") is None or run(["docker", "info"], check=False).returncode != 0:
         log("no Docker engine answers; nothing to remove")
@@ -503,7 +517,7 @@ def down(args: argparse.Namespace) -> None:
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(containers)) as pool:
             list(pool.map(retire, containers.values()))
     for net in docker("network", "ls", "-q", "--filter", f"label={LABEL}={args.name}").split():
-        docker("network", "rm", net)
+        remove_network(net)
     state = STATE_ROOT / args.name
     if state.is_dir():
         shutil.rmtree(state)

@@ -34,8 +34,8 @@ import sys
 import time
 from pathlib import Path
 
-from benchlib import (BIN, PLAYBOOK, ROOT, checkout_env, cpu_at, inventory_dir, lab, lab_env, pyplot, run_watched,
-                      save_figure)
+from benchlib import (BIN, PLAYBOOK, ROOT, checkout_env, cpu_at, inventory_dir, lab, lab_down, lab_env, pyplot,
+                      run_watched, save_figure)
 
 NAME = "benchlaunch"
 SIZES = sorted({int(n) for n in os.environ.get("BENCH_SIZES", "2 4 8").split()})
@@ -242,7 +242,7 @@ def main() -> int:
                         rows.append(run_job(checkout, label, size, round_, EXTRA_SECONDS, inventory))
     finally:
         if os.environ.get("BENCH_KEEP") != "1":
-            lab("down", "--name", NAME)
+            lab_down(NAME)
     report = write_report(rows, contacts, {"rounds": ROUNDS, "sizes": SIZES, "skip_tags": SKIP_TAGS,
                                  "extra_seconds": EXTRA_SECONDS, "checkouts": list(checkouts)})
     print(report.read_text())

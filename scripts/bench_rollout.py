@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchlib import PLAYBOOK, ROOT, inventory_dir, lab, lab_env, pyplot, save_figure
+from benchlib import PLAYBOOK, ROOT, inventory_dir, lab, lab_down, lab_env, pyplot, save_figure
 
 SIZES = [int(n) for n in os.environ.get("BENCH_SIZES", "2 3 16").split()]
 WARM_RUNS = int(os.environ.get("BENCH_WARM_RUNS", "2"))
@@ -73,7 +73,7 @@ def measure(size: int) -> dict:
         full = site(inventory, name, "-e", "converged_enabled=false")
     finally:
         if not KEEP:
-            lab("down", "--name", name)
+            lab_down(name)
     return {"hosts": size, "cold_seconds": cold["seconds"], "warm_seconds": [w["seconds"] for w in warm],
             "warm_best": min(w["seconds"] for w in warm), "warm_hosts_ran_roles": max(w["ran_roles"] for w in warm),
             "warm_full_seconds": full["seconds"], "warm_full_changed": full["changed"]}

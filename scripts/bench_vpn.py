@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchlib import BIN, PLAYBOOK, ROOT, inventory_dir, lab, lab_env, pyplot, save_figure
+from benchlib import BIN, PLAYBOOK, ROOT, inventory_dir, lab, lab_down, lab_env, pyplot, save_figure
 
 NAME = "benchvpn"
 SITES = {"head": "site_a", "cpu1": "site_a", "cpu2": "site_b"}
@@ -200,7 +200,7 @@ def main() -> int:
         return 0
     finally:
         if not KEEP:
-            lab("down", "--name", NAME)
+            lab_down(NAME)
 
 
 if __name__ == "__main__":

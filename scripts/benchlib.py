@@ -24,6 +24,16 @@ def lab(*args: str) -> None:
                    stdout=subprocess.DEVNULL)
 
 
+def lab_down(name: str) -> None:
+    """Remove the lab `name` after its measurements; a failure is reported, not raised: the figures already taken
+    stay valid and are written (Docker can refuse to remove a network whose hosts it is still removing)."""
+    try:
+        lab("down", "--name", name)
+    except subprocess.CalledProcessError as error:
+        print(f"bench: the {name} lab was not removed ({error}); `python3 lab/lab.py down --name {name}` "
+              "removes what is left", file=sys.stderr, flush=True)
+
+
 def inventory_dir(name: str) -> Path:
     """The inventory of the lab `name`: hosts.yml from lab.py beside links to the lab inventory's groups and
     group_vars."""
