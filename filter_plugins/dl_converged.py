@@ -3,8 +3,9 @@
 A host skips every role of a run when two things hold:
 
 - its inputs are the ones its last complete run had: the repository's code, the run's tags, every inventory host's
-  variables, groups and address, and the host's own platform facts (``dl_converged_cluster`` and
-  ``dl_converged_inputs`` make one sha256 of each part, so that a changed input is named);
+  variables (its declared address among them) and groups, and the host's own platform facts
+  (``dl_converged_cluster`` and ``dl_converged_inputs`` make one sha256 of each part, so that a changed input is
+  named);
 - nothing that run managed has changed since: each file, unit, user, group, sysctl key, mount point and nftables
   table the run's tasks managed, the installed packages and the PCI devices (``dl_converged_drift`` compares the
   record with what ``dl_host_state`` reads now), and the record is younger than ``converged_max_age_hours``.
@@ -20,8 +21,7 @@ import hashlib
 import json
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.dlcluster.cluster.plugins.plugin_utils.dl_hosts import host_address, is_mapping, \
-    require_mapping
+from ansible_collections.dlcluster.cluster.plugins.plugin_utils.dl_hosts import is_mapping, require_mapping
 from ansible_collections.dlcluster.cluster.plugins.plugin_utils.dl_nft import dl_firewall_fingerprint
 
 # The record's layout; a record of another version is not trusted.
@@ -89,8 +89,8 @@ def dl_converged_cluster(hostvars, groups, settings=None) -> dict:
 
     settings: ``{code, run_tags, skip_tags, code_tags}``: the code digest (lookup dl_code_digest), the run's tags
     and the tags the code uses (``_run_tags``). Parts: ``code``, ``tags``, ``groups`` (every group's members) and
-    ``hosts``: per host of ``groups['all']`` its input variables (``_input_vars``) and address (above HOSTS_NAMED
-    hosts, one digest for all). A variable changed on one host (a mirror's port, a site's subnets) is thus an input
+    ``hosts``: per host of ``groups['all']`` its input variables (``_input_vars``, ansible_host among them; above
+    HOSTS_NAMED hosts, one digest for all). A variable changed on one host (a mirror's port, a site's subnets) is thus an input
     of every host that may read it.
     """
     require_mapping(hostvars, "hostvars", "dl_converged_cluster")
@@ -100,7 +100,10 @@ def dl_converged_cluster(hostvars, groups, settings=None) -> dict:
     hosts = {}
     for name in sorted(str(name) for name in groups.get("all", [])):
         host = hostvars[name]
-        hosts[name] = _digest({"vars": _input_vars(host), "address": host_address(host)})
+        # Its declared address (ansible_host, dl_address) is among its variables. Not the one its facts give: the
+        # facts may be cached on one run and not yet gathered on the next, and a host whose own address changed
+        # has other platform facts, so it runs its roles, and every host with it.
+        hosts[name] = _digest({"vars": _input_vars(host)})
     if len(hosts) > HOSTS_NAMED:
         hosts = {ALL_HOSTS: _digest(hosts)}
     return {
