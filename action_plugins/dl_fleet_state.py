@@ -53,6 +53,11 @@ def _split(value) -> list[str]:
     return shlex.split(str(value)) if value else []
 
 
+def connect_timeout(settings: dict) -> int:
+    """ssh's ConnectTimeout for a host: the ssh plugin's timeout (or the task's), 30 s when neither is set."""
+    return int(settings.get("timeout") or 30)
+
+
 def reader_script(source: str) -> str:
     """The program ssh feeds to `python3 -`: the reader, then its main on the JSON argument."""
     return f"{source}\n\nimport sys\nmain(sys.argv)\n"
@@ -93,7 +98,7 @@ def ssh_command(host: dict, settings: dict, args: dict) -> tuple[list[str] | Non
     # a master left behind would outlive the run for nothing.
     argv = [str(_first(host, ("ansible_ssh_executable",), settings.get("ssh_executable") or "ssh")),
             "-T", "-o", "BatchMode=yes", "-o", "ControlMaster=no", "-o", "ControlPath=none",
-            "-o", f"ConnectTimeout={int(settings.get('timeout') or 30)}"]
+            "-o", f"ConnectTimeout={connect_timeout(settings)}"]
     if not settings.get("host_key_checking", True):
         argv += ["-o", "StrictHostKeyChecking=no"]
     for name in ("ssh_args", "ssh_common_args", "ssh_extra_args"):
@@ -177,13 +182,14 @@ class ActionModule(ActionBase):
             if argv is None:
                 left[name] = why
             else:
-                commands[name] = argv
+                commands[name] = (argv, connect_timeout(settings))
                 display.vvv(f"dl_fleet_state: {name}: {shlex.join(argv)}")
-        timeout = int(args["timeout"] or 30) * 2
         forks = max(1, min(args["forks"] or C.DEFAULT_FORKS, len(commands) or 1))
         states = {}
         with ThreadPoolExecutor(max_workers=forks) as pool:
-            replies = dict(zip(commands, pool.map(lambda argv: _run(argv, script, timeout), commands.values())))
+            # Each host's answer is awaited twice its own ConnectTimeout.
+            replies = dict(zip(commands, pool.map(lambda item: _run(item[0], script, item[1] * 2),
+                                                  commands.values())))
         for name, reply in replies.items():
             state, why = parse_reply(*reply)
             if state is None:

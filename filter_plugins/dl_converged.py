@@ -90,8 +90,8 @@ def dl_converged_cluster(hostvars, groups, settings=None) -> dict:
     settings: ``{code, run_tags, skip_tags, code_tags}``: the code digest (lookup dl_code_digest), the run's tags
     and the tags the code uses (``_run_tags``). Parts: ``code``, ``tags``, ``groups`` (every group's members) and
     ``hosts``: per host of ``groups['all']`` its input variables (``_input_vars``, ansible_host among them; above
-    HOSTS_NAMED hosts, one digest for all). A variable changed on one host (a mirror's port, a site's subnets) is thus an input
-    of every host that may read it.
+    HOSTS_NAMED hosts, one digest for all). A variable changed on one host (a mirror's port, a site's subnets) is
+    thus an input of every host that may read it.
     """
     require_mapping(hostvars, "hostvars", "dl_converged_cluster")
     require_mapping(groups, "groups", "dl_converged_cluster")
