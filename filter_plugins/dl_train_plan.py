@@ -31,6 +31,7 @@ from ansible_collections.dlcluster.cluster.plugins.plugin_utils.dl_hosts import 
     host_interfaces,
     is_mapping,
     physical_cores,
+    with_reported,
 )
 from ansible_collections.dlcluster.cluster.plugins.plugin_utils.dl_job_spec import dl_job_spec, normalise
 
@@ -181,11 +182,12 @@ def _host_network(job, host, hv) -> tuple[str, str]:
     return address, _pick_interface(host_interfaces(hv), address=address, host=host)[0]
 
 
-def dl_job_problems(spec, group_hosts, hostvars) -> list[str]:
+def dl_job_problems(spec, group_hosts, hostvars, reported=None) -> list[str]:
     """Everything that stops the job from starting, one sentence each; [] when it may start.
 
     `spec` is a job spec (normalised or not), `group_hosts` the host names that
     its hosts pattern resolves to, in inventory order, `hostvars` Ansible's hostvars.
+    `reported`: per host, what dl_job_hosts' read found there ({facts, host_state}), read over its hostvars.
     """
     job, problems = normalise(spec)
     if not job:
@@ -195,6 +197,7 @@ def dl_job_problems(spec, group_hosts, hostvars) -> list[str]:
                            f"got {type(group_hosts).__name__}"]
     if not is_mapping(hostvars):
         return problems + [f"dl_job_problems: hostvars must be a mapping, got {type(hostvars).__name__}"]
+    hostvars = with_reported(hostvars, reported)
     names = [str(name) for name in group_hosts]
     if not names:
         return problems + [f"job field hosts {job['hosts']!r} matches no host of the inventory; put the "
@@ -251,12 +254,13 @@ def _tf_layout(job, names) -> tuple[dict, dict]:
     return groups, tasks
 
 
-def dl_job_plan(spec, group_hosts, hostvars) -> dict:
+def dl_job_plan(spec, group_hosts, hostvars, reported=None) -> dict:
     """Every rank's settings for a job across `group_hosts` (see the module's docstring for the ordering).
 
-    Fails with the sentences of dl_job_problems when the job cannot start.
+    Fails with the sentences of dl_job_problems when the job cannot start. `reported` as dl_job_problems reads it.
     """
     job = dl_job_spec(spec)
+    hostvars = with_reported(hostvars, reported)
     problems = dl_job_problems(job, group_hosts, hostvars)
     if problems:
         raise AnsibleFilterError("dl_job_plan: the job cannot start: " + " ".join(problems))

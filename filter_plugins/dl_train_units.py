@@ -11,10 +11,11 @@ the script, its args and the hyper-parameters. playbooks/train.yml writes the re
 from __future__ import annotations
 
 import json
+import posixpath
 
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.parsing.convert_bool import boolean
-from ansible_collections.dlcluster.cluster.plugins.plugin_utils.dl_hosts import fact, is_mapping
+from ansible_collections.dlcluster.cluster.plugins.plugin_utils.dl_hosts import fact, is_mapping, with_reported
 
 # Each host's ranks run under the job's agent (roles/train/files/dlcluster-job-agent, copied to the job
 # directory): it writes their exit status where the supervisor reads it, and stops them when the job fails or
@@ -153,7 +154,7 @@ def _host_problem(spec, host, host_vars, env, unit) -> str:
     return " ".join(problems)
 
 
-def dl_job_host_checks(spec, hosts, hostvars, settings) -> dict:
+def dl_job_host_checks(spec, hosts, hostvars, settings, reported=None) -> dict:
     """Every job host's check and its part of the start, from what each host reported, in one pass.
 
     Per host, hostvars holds its saved facts (ansible_local.dlcluster_envs: the environments and the job
@@ -164,11 +165,13 @@ def dl_job_host_checks(spec, hosts, hostvars, settings) -> dict:
     Returns {problems: one sentence per host that cannot run the job (its name first, or "Job <id> is still
     running on <host>"), runtime: {host: {dir, env_path, keras_backend, metrics}} as dl_job_units reads it}.
     The job's directory is <home>/runs/<job id>, home from the saved facts, else /home/<user> (as
-    roles/train/vars/main.yml's __train_dir).
+    roles/train/vars/main.yml's __train_dir). `reported`: per host, what dl_job_hosts' read found there ({facts,
+    host_state}: the saved facts and the check's answer), read over its hostvars.
     """
     if not isinstance(spec, dict) or not {"id", "venv", "framework"} <= set(spec):
         raise AnsibleFilterError("dl_job_host_checks: the spec must come from dl_job_spec")
     _checked(settings, ("unit", "user", "textfile_group"), "the settings")
+    hostvars = with_reported(hostvars, reported)
     problems, runtime = [], {}
     for host in hosts:
         host_vars = hostvars.get(host) or {}
@@ -202,9 +205,37 @@ def dl_job_verdict(text) -> dict:
     return {"first_failure": "", "hosts": {}, **verdict}
 
 
+def dl_job_read_args(hosts, hostvars, textfile_dir) -> dict:
+    """dl_job_hosts' read arguments per host: {host: {textfile_dir}}, the host's train_textfile_dir or
+    dl_textfile_dir (its variables, as the check's command reads them per host), else `textfile_dir`."""
+    result = {}
+    for host in hosts:
+        host_vars = hostvars[host] if host in hostvars else {}
+        result[host] = {"textfile_dir": str(host_vars.get("train_textfile_dir") or host_vars.get("dl_textfile_dir")
+                                            or textfile_dir)}
+    return result
+
+
+def dl_job_step_args(plan, step) -> dict:
+    """dl_job_hosts' arguments per host of a plan with every host's start (dl_job_units): for `unpack` {dest: the
+    job user's home (the job's directory is <home>/runs/<job id>)}, for `start` {argv}."""
+    if not is_mapping(plan) or not is_mapping(plan.get("hosts")):
+        raise AnsibleFilterError("dl_job_step_args: the plan must come from dl_job_units")
+    hosts = plan["hosts"]
+    if any("argv" not in entry or "dir" not in entry for entry in hosts.values()):
+        raise AnsibleFilterError("dl_job_step_args: the plan has no start per host; run dl_job_units first")
+    if step == "unpack":
+        return {host: {"dest": posixpath.dirname(posixpath.dirname(entry["dir"].rstrip("/")))}
+                for host, entry in hosts.items()}
+    if step == "start":
+        return {host: {"argv": list(entry["argv"])} for host, entry in hosts.items()}
+    raise AnsibleFilterError(f"dl_job_step_args: step must be unpack or start, got {step!r}")
+
+
 class FilterModule:
     """dlcluster: each host's start of a job."""
 
     def filters(self):
         return {"dl_job_units": dl_job_units, "dl_job_verdict": dl_job_verdict,
-                "dl_job_host_checks": dl_job_host_checks}
+                "dl_job_host_checks": dl_job_host_checks, "dl_job_read_args": dl_job_read_args,
+                "dl_job_step_args": dl_job_step_args}

@@ -64,43 +64,15 @@ files:
   type: int
 """
 
-import base64
-import binascii
-import io
-import os
-import pwd
 import subprocess
-import tarfile
 
 from ansible.module_utils.basic import AnsibleModule
+# Shared with action_plugins/dl_job_hosts.py, which unpacks on every host at once over plain ssh.
+from ansible.module_utils.dl_job_host import check_archive, checked_members, extract
 
-
-def checked_members(archive: tarfile.TarFile, root: str) -> list[tarfile.TarInfo]:
-    """The members, when every one is a directory or a regular file at root or below it; else ValueError."""
-    members = archive.getmembers()
-    for member in members:
-        parts = member.name.split("/")
-        if member.name.startswith("/") or ".." in parts:
-            raise ValueError(f"member {member.name!r} is absolute or climbs out with '..'")
-        if member.name != root and not member.name.startswith(root + "/") and not root.startswith(member.name + "/"):
-            raise ValueError(f"member {member.name!r} is not below {root}")
-        if not (member.isdir() or member.isfile()):
-            raise ValueError(f"member {member.name!r} is neither a directory nor a regular file")
-    return members
-
-
-def unpack(data: bytes, dest: str, path: str, replace: bool, owner: str | None) -> None:
-    """rm -rf path (replace) and tar -x into dest, as `owner` when given and this module runs as root (the files
-    are then the owner's, and no link the owner made in dest can send a write outside what the owner may write)."""
-    identity = {}
-    if owner and os.geteuid() == 0:
-        account = pwd.getpwnam(owner)
-        identity = {"user": account.pw_uid, "group": account.pw_gid,
-                    "extra_groups": os.getgrouplist(owner, account.pw_gid)}
-    script = ('set -e; if [ "$3" = true ]; then rm -rf -- "$1"; fi; '
-              'tar --extract --gzip --file=- --no-same-owner --directory="$2"')
-    subprocess.run(["sh", "-c", script, "dl_job_files", path, dest, "true" if replace else "false"], input=data,
-                   check=True, capture_output=True, **identity)
+# The names the tests and earlier callers use.
+unpack = extract
+__all__ = ["checked_members", "unpack", "main"]
 
 
 def main():
@@ -114,31 +86,15 @@ def main():
         },
         supports_check_mode=True,
     )
-    dest, root, owner = module.params["dest"], module.params["root"].strip("/"), module.params["owner"]
-    path = os.path.join(dest, root)
-    if not root or ".." in root.split("/"):
-        module.fail_json(msg=f"dl_job_files: root {root!r} must be a relative directory without '..'")
-    if not os.path.isdir(dest):
-        module.fail_json(msg=f"dl_job_files: {dest} is not a directory on this host; create it (the job user's "
-                             "home) first")
-    if owner:
-        try:
-            pwd.getpwnam(owner)
-        except KeyError:
-            module.fail_json(msg=f"dl_job_files: owner {owner} is not a user of this host")
+    dest, owner = module.params["dest"], module.params["owner"]
     try:
-        data = base64.b64decode(module.params["archive"], validate=True)
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
-            members = checked_members(archive, root)
-    except (binascii.Error, tarfile.TarError, OSError, EOFError) as err:
-        module.fail_json(msg=f"dl_job_files: the archive is not a base64 gzipped tar: {err}")
+        path, data, files = check_archive(dest, module.params["archive"], module.params["root"], owner)
     except ValueError as err:
-        module.fail_json(msg=f"dl_job_files: refused the archive, nothing written: {err}")
-    files = sum(1 for member in members if member.isfile())
+        module.fail_json(msg=f"dl_job_files: {err}")
     if module.check_mode:
         module.exit_json(changed=True, path=path, files=files)
     try:
-        unpack(data, dest, path, module.params["replace"], owner)
+        extract(data, dest, path, module.params["replace"], owner)
     except subprocess.CalledProcessError as err:
         module.fail_json(msg=f"dl_job_files: unpacking in {dest} as {owner or 'this user'} failed: "
                              f"{err.stderr.decode(errors='replace').strip()}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
@@ -130,3 +131,70 @@ def host_interfaces(host_vars) -> list[dict]:
         if is_mapping(found):
             result.append(dict(found))
     return result
+
+
+class Reported(Mapping):
+    """A host's variables with what action_plugins/dl_job_hosts.py's read reported on top: the reported facts (as
+    ansible_facts.<name> and ansible_<name>, over cached ones) and `extra` variables (e.g. the check's answer)."""
+
+    def __init__(self, host_vars, facts, extra):
+        self._vars, self._facts, self._extra = host_vars, dict(facts or {}), dict(extra or {})
+
+    def __getitem__(self, key):
+        if key in self._extra:
+            return self._extra[key]
+        if key == "ansible_facts":
+            cached = self._vars.get("ansible_facts") if key in self._vars else None
+            return {**(cached if is_mapping(cached) else {}), **self._facts}
+        if key.startswith("ansible_") and key[len("ansible_"):] in self._facts:
+            return self._facts[key[len("ansible_"):]]
+        return self._vars[key]
+
+    def __contains__(self, key):
+        try:
+            self[key]
+        except KeyError:
+            return False
+        return True
+
+    def __iter__(self):
+        yield from dict.fromkeys([*self._extra, "ansible_facts", *(f"ansible_{name}" for name in self._facts),
+                                  *self._vars])
+
+    def __len__(self):
+        return len(list(iter(self)))
+
+
+class ReportedHostvars(Mapping):
+    """hostvars, with each host of `reported` ({host: {facts, host_state}}, dl_job_hosts' read) seen through
+    Reported (its check's answer as `state_var`)."""
+
+    def __init__(self, hostvars, reported, state_var):
+        self._hostvars, self._reported, self._state_var = hostvars, dict(reported), state_var
+
+    def __getitem__(self, host):
+        if host in self._reported:
+            entry = self._reported[host] or {}
+            host_vars = self._hostvars[host] if host in self._hostvars else {}
+            extra = {self._state_var: entry["host_state"]} if "host_state" in entry else {}
+            return Reported(host_vars, entry.get("facts"), extra)
+        return self._hostvars[host]
+
+    def __contains__(self, host):
+        return host in self._reported or host in self._hostvars
+
+    def __iter__(self):
+        yield from dict.fromkeys([*self._reported, *self._hostvars])
+
+    def __len__(self):
+        return len(list(iter(self)))
+
+
+def with_reported(hostvars, reported, state_var="__train_host_state"):
+    """hostvars as the launcher's filters read them: as they are without `reported`, else ReportedHostvars."""
+    if not reported:
+        return hostvars
+    if not is_mapping(reported):
+        raise AnsibleFilterError(f"reported must be a mapping of host names (dl_job_hosts' read), got "
+                                 f"{type(reported).__name__}")
+    return ReportedHostvars(hostvars, reported, state_var)
