@@ -22,7 +22,7 @@ description:
   - C(start) runs I(argv) (the plan's systemd-run command of the host); C(stop) stops the systemd unit I(unit).
   - A host this does not reach (a connection other than ssh, a login or sudo password, another become method, no
     Python known) is in C(refused) with the reason, before anything runs. A host whose ssh, sudo or step failed is
-    in C(failed_hosts) with the reason. The task itself does not fail for either: the caller decides.
+    in C(failed_hosts) with the reason. The task itself does not fail for either; the caller decides.
   - C(read) also runs in check mode; the other steps do not run in check mode (C(skipped_hosts)).
   - The action plugin does the work; this file carries the documentation and the accepted arguments.
 options:

@@ -78,7 +78,8 @@ def local_facts(facts_dir=FACTS_DIR):
 def _interface(link):
     """One interface as Ansible's network facts describe it (device, active, type, ipv4, ipv4_secondaries, ipv6)
     from one entry of `ip -json address show`."""
-    entry = {"device": link["ifname"], "active": "UP" in (link.get("flags") or []),
+    # Active as setup says it: the kernel's operstate is not "down" (an interface can be up without a carrier).
+    entry = {"device": link["ifname"], "active": str(link.get("operstate", "")).lower() != "down",
              "type": "loopback" if link.get("link_type") == "loopback" else (link.get("link_type") or "unknown")}
     if link.get("address") and link.get("link_type") != "loopback":
         entry["macaddress"] = link["address"]

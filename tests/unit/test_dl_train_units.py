@@ -120,7 +120,8 @@ def test_the_verdict_reads_the_coordinators_state(text, state, failure):
 
 
 def test_filter_module():
-    assert set(FilterModule().filters()) == {"dl_job_units", "dl_job_verdict", "dl_job_host_checks"}
+    assert set(FilterModule().filters()) == {"dl_job_units", "dl_job_verdict", "dl_job_host_checks", "dl_job_read_args",
+                                             "dl_job_step_args"}
 
 
 SPEC = {"id": "mnist", "venv": "py3", "framework": "pytorch"}

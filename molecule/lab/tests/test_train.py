@@ -29,6 +29,13 @@ def _job(name, **fields) -> str:
     return json.dumps({"job": {"name": name, **DDP, **fields}})
 
 
+# The tasks that start ranks: over plain ssh (roles/train/tasks/fleet_launch.yml, the lab's default) and through
+# Ansible's per-host tasks (tasks/launch.yml, -e train_fleet_ssh=false).
+RANK_STARTS = re.compile(r"TASK \[train : (Start this host's ranks|Start every host's ranks at once|Put the job's files "
+                         r"on every host at once)\]")
+OVER_ANSIBLE = json.dumps({"train_fleet_ssh": False})
+
+
 def _no_job_process_left(pattern="[p]ytorch_ddp_mnist"):
     for name in ("cpu1", "cpu2"):
         assert lab_host(name).run(f"pgrep -f '{pattern}'").rc == 1, f"a training process is left on {name}"
@@ -71,6 +78,10 @@ def test_ddp_sample_across_two_workers_reaches_090():
         assert list((RUNS / "pytorch-ddp-mnist" / name / "output").glob("metrics-rank*.json"))
         assert (RUNS / "pytorch-ddp-mnist" / name / "node.log").exists()
     assert "test accuracy" in run.stdout and str(RUNS / "pytorch-ddp-mnist") in run.stdout
+    # Every step on the hosts went over plain ssh from the controller: the per-host tasks had no host.
+    assert "TASK [train : Start every host's ranks at once]" in run.stdout
+    assert "TASK [train : Read the facts and the job's unit on each host]" not in run.stdout
+    assert "TASK [train : Start this host's ranks]" not in run.stdout
 
 
 def test_a_job_id_with_results_is_refused_unless_forced():
@@ -161,7 +172,7 @@ def test_a_host_that_fails_its_check_stops_the_job_before_any_rank_starts(host):
     output = run.stdout + run.stderr
     assert run.returncode != 0
     assert f"Job {name} is still running on cpu2" in " ".join(output.split()), output[-3000:]
-    assert "TASK [train : Start this host's ranks]" not in output, output[-3000:]
+    assert not RANK_STARTS.search(output), output[-3000:]
     assert _unit_states(name)["cpu1"] != "active"
     _no_job_process_left()
 
@@ -182,7 +193,8 @@ def test_a_host_without_the_jobs_environment_stops_the_job_everywhere(host):
     finally:
         with host.sudo():
             host.run_expect([0], f"mv {ENVS_FACT}.test-saved {ENVS_FACT}")
-        # The failed run cached cpu2's facts without py3: read them again for the playbooks after this test.
+        # A run through Ansible's per-host tasks caches cpu2's facts: read them again for the playbooks after this
+        # test (the read over plain ssh caches nothing).
         refresh = subprocess.run([str(Path(ANSIBLE_PLAYBOOK).with_name("ansible")), "-i",
                                   os.environ["MOLECULE_INVENTORY_FILE"], "cpu2", "-b", "-m", "ansible.builtin.setup",
                                   "-a", "gather_subset=!all,!min,local"], capture_output=True, text=True, cwd=ROOT,
@@ -193,22 +205,26 @@ def test_a_host_without_the_jobs_environment_stops_the_job_everywhere(host):
     assert f"Job {name} cannot start: cpu2 cannot run job {name}: environment py3 does not exist" in output, \
         output[-3000:]
     assert "cpu1 cannot run" not in output, output[-3000:]
-    assert "TASK [train : Start this host's ranks]" not in run.stdout, run.stdout[-3000:]
+    assert not RANK_STARTS.search(run.stdout), run.stdout[-3000:]
     assert set(_unit_states(name).values()) <= {"inactive", "unknown"}, _unit_states(name)
     _no_job_process_left()
 
 
-def test_a_rank_that_cannot_start_on_one_host_stops_the_others(host):
+@pytest.mark.parametrize("over", ["plain ssh", "Ansible"])
+def test_a_rank_that_cannot_start_on_one_host_stops_the_others(host, over):
     """A failed unit of the job's name is still loaded on cpu2: its check passes (the job is not running) but
-    systemd-run refuses there; the ranks started on cpu1 are stopped, and the message names cpu2."""
+    systemd-run refuses there; the ranks started on cpu1 are stopped, and the message names cpu2. Over plain ssh
+    (the default) and through Ansible's per-host tasks (train_fleet_ssh false)."""
     name = "lab-start-fails"
     with host.sudo():
         host.run(f"systemctl reset-failed dlcluster-job-{name}")
         host.run(f"systemd-run --unit=dlcluster-job-{name} /bin/false")
         time.sleep(1)
         assert host.run(f"systemctl is-active dlcluster-job-{name}").stdout.strip() == "failed"
+    extra = ["-e", OVER_ANSIBLE] if over == "Ansible" else []
+    since = lab_host("cpu1").run("date +%s").stdout.strip()
     try:
-        run = run_playbook("playbooks/train.yml", "-e", _job(name), "-e", "force=true")
+        run = run_playbook("playbooks/train.yml", "-e", _job(name), "-e", "force=true", *extra)
     finally:
         with host.sudo():
             host.run(f"systemctl reset-failed dlcluster-job-{name}")
@@ -216,6 +232,14 @@ def test_a_rank_that_cannot_start_on_one_host_stops_the_others(host):
     assert run.returncode != 0
     assert f"Job {name} did not start: cpu2 could not start its ranks" in output, output[-3000:]
     assert "the ranks started on the other hosts were stopped" in output
-    assert "changed: [cpu1]" in run.stdout.split("TASK [train : Stop the ranks already started")[1], run.stdout[-3000:]
+    if over == "Ansible":
+        assert "train_fleet_ssh is false" in output, output[-3000:]
+        assert "changed: [cpu1]" in run.stdout.split("TASK [train : Stop the ranks already started")[1], \
+            run.stdout[-3000:]
+    else:
+        assert "the ranks started on the other hosts were stopped (cpu1)" in output, output[-3000:]
+    # cpu1's unit started, then was stopped: its journal has both.
+    journal = lab_host("cpu1").run(f"journalctl --no-pager -o cat --since @{since} -u dlcluster-job-{name}").stdout
+    assert "Started" in journal and ("Stopped" in journal or "Deactivated" in journal), journal[-2000:]
     assert _unit_states(name)["cpu1"] != "active"
     _no_job_process_left()
