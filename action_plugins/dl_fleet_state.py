@@ -18,7 +18,6 @@ from ansible import constants as C
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 from ansible_collections.dlcluster.cluster.plugins.plugin_utils import dl_fanout
-from ansible_collections.dlcluster.cluster.plugins.plugin_utils.dl_fanout import connect_timeout, ssh_command
 
 display = Display()
 
@@ -60,21 +59,10 @@ class ActionModule(ActionBase):
         hostvars = (task_vars or {}).get("hostvars") or {}
         with open(READER, encoding="utf-8") as handle:
             script = reader_script(handle.read())
-        commands, left = {}, {}
-        # Templating happens here, in this thread; only the ssh processes run in parallel.
-        for name in args["hosts"]:
-            # The host's variables as Ansible renders them, read one by one (not all of them).
-            host = hostvars[name] if name in hostvars else {"inventory_hostname": name}
-            settings = dl_fanout.ssh_settings(host, dl_fanout.host_become(host, args["become"], self._task.become))
-            display.vvvv(f"dl_fleet_state: {name}: ssh settings {settings}")
-            if args["timeout"]:
-                settings["timeout"] = args["timeout"]
-            argv, why = ssh_command(host, settings, {"stamp": args["stamp"]})
-            if argv is None:
-                left[name] = why
-            else:
-                commands[name] = (argv, connect_timeout(settings))
-                display.vvv(f"dl_fleet_state: {name}: {shlex.join(argv)}")
+        commands, left = dl_fanout.ssh_commands(args["hosts"], hostvars, args["become"], self._task.become,
+                                                args["timeout"], {"stamp": args["stamp"]})
+        for name, (argv, _) in commands.items():
+            display.vvv(f"dl_fleet_state: {name}: {shlex.join(argv)}")
         states = {}
         # Each host's answer is awaited twice its own ConnectTimeout.
         replies = dl_fanout.run_all({name: (argv, script, timeout * 2) for name, (argv, timeout) in commands.items()},

@@ -66,18 +66,11 @@ class ActionModule(ActionBase):
         step, hostvars = args["step"], (task_vars or {}).get("hostvars") or {}
         with open(PROGRAM, encoding="utf-8") as handle:
             source = handle.read()
-        commands, refused = {}, {}
-        # Templating happens here, in this thread; only the ssh processes run in parallel.
-        for name in args["hosts"]:
-            host = hostvars[name] if name in hostvars else {"inventory_hostname": name}
-            settings = dl_fanout.ssh_settings(host, dl_fanout.host_become(host, args["become"], self._task.become))
-            if args["timeout"]:
-                settings["timeout"] = args["timeout"]
-            argv, why = dl_fanout.ssh_command(host, settings)
-            if argv is None:
-                refused[name] = why
-                continue
-            wait = dl_fanout.connect_timeout(settings) * 2 + (0 if step == "read" else STEP_SECONDS)
+        found, refused = dl_fanout.ssh_commands(args["hosts"], hostvars, args["become"], self._task.become,
+                                                args["timeout"])
+        commands = {}
+        for name, (argv, connect) in found.items():
+            wait = connect * 2 + (0 if step == "read" else STEP_SECONDS)
             commands[name] = (argv, dl_fanout.program(source, step_args(step, args["args"], args["per_host"], name)),
                               wait)
             display.vvv(f"dl_job_hosts: {step} on {name}: {shlex.join(argv)}")

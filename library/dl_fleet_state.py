@@ -31,18 +31,7 @@ options:
     description: The record of the last complete run on each host (M(dl_host_state)'s I(stamp)).
     type: path
     required: true
-  become:
-    description:
-      - Run the reader through C(sudo -n) as root (the host's C(ansible_become_user) when set).
-      - Omitted, as Ansible would for each host, its C(ansible_become) or else the task's C(become).
-    type: bool
-  timeout:
-    description: ssh's C(ConnectTimeout) in seconds (the ssh plugin's C(timeout) when omitted); a host that has
-      not answered within twice this is left to the module.
-    type: int
-  forks:
-    description: The most ssh processes at once (Ansible's C(forks) when omitted).
-    type: int
+extends_documentation_fragment: [dl_fanout]
 author:
   - dlcluster
 """

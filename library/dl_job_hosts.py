@@ -45,18 +45,7 @@ options:
     description: Per host name, arguments that differ from host to host (over I(args)).
     type: dict
     default: {}
-  become:
-    description:
-      - Run the step through C(sudo -n) as root (the host's C(ansible_become_user) when set).
-      - Omitted, as Ansible would for each host, its C(ansible_become) or else the task's C(become).
-    type: bool
-  timeout:
-    description: ssh's C(ConnectTimeout) in seconds (the ssh plugin's C(timeout) when omitted). A read not answered
-      within twice this fails on that host; the other steps get 300 s more.
-    type: int
-  forks:
-    description: The most ssh processes at once (Ansible's C(forks) when omitted).
-    type: int
+extends_documentation_fragment: [dl_fanout]
 author:
   - dlcluster
 """

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from ansible.module_utils import dl_host_state
+from ansible_collections.dlcluster.cluster.plugins.plugin_utils import dl_fanout
 from conftest import ROOT, load_script
 
 fleet = load_script("dl_fleet_state_action", ROOT / "action_plugins" / "dl_fleet_state.py")
@@ -33,7 +34,7 @@ exec sh -c "$last"
 
 
 def test_the_ssh_command_puts_its_own_options_first_then_the_host_s_and_runs_the_reader_as_root():
-    argv, why = fleet.ssh_command(HOST, SETTINGS, ARGS)
+    argv, why = dl_fanout.ssh_command(HOST, SETTINGS, ARGS)
     assert why == ""
     # ssh keeps the first value of an option: batch mode, no shared master and the timeout cannot be overridden.
     assert argv[:9] == ["ssh", "-T", "-o", "BatchMode=yes", "-o", "ControlMaster=no", "-o", "ControlPath=none",
@@ -50,12 +51,12 @@ def test_the_ssh_command_puts_its_own_options_first_then_the_host_s_and_runs_the
 def test_the_ssh_command_follows_the_host_s_interpreter_become_user_and_host_key_checking():
     host = dict(HOST, ansible_python_interpreter="/opt/py/bin/python3", ansible_become_user="ops",
                 ansible_ssh_executable="/usr/local/bin/ssh")
-    argv, _ = fleet.ssh_command(host, dict(SETTINGS, host_key_checking=False), ARGS)
+    argv, _ = dl_fanout.ssh_command(host, dict(SETTINGS, host_key_checking=False), ARGS)
     assert argv[0] == "/usr/local/bin/ssh" and "StrictHostKeyChecking=no" in argv
     assert shlex.split(argv[-1])[:7] == ["sudo", "-n", "-H", "-u", "ops", "--", "/opt/py/bin/python3"]
-    argv, _ = fleet.ssh_command(dict(HOST, ansible_python_interpreter="auto_silent"), SETTINGS, ARGS)
+    argv, _ = dl_fanout.ssh_command(dict(HOST, ansible_python_interpreter="auto_silent"), SETTINGS, ARGS)
     assert shlex.split(argv[-1])[6] == "/usr/bin/python3"
-    argv, _ = fleet.ssh_command({"inventory_hostname": "cpu9", "ansible_python_interpreter": "python3"},
+    argv, _ = dl_fanout.ssh_command({"inventory_hostname": "cpu9", "ansible_python_interpreter": "python3"},
                                 dict(SETTINGS, become=False, remote_user="deploy"), ARGS)
     assert argv[-2] == "cpu9" and argv[argv.index("-l") + 1] == "deploy" and "-p" not in argv
     assert shlex.split(argv[-1])[0] == "python3"
@@ -70,7 +71,7 @@ def test_the_ssh_command_follows_the_host_s_interpreter_become_user_and_host_key
     ({"ansible_facts": {}}, "its Python is not known yet (no cached facts)"),
 ])
 def test_hosts_it_cannot_read_are_left_to_the_module_with_the_reason(change, why):
-    assert fleet.ssh_command(dict(HOST, **change), SETTINGS, ARGS) == (None, why)
+    assert dl_fanout.ssh_command(dict(HOST, **change), SETTINGS, ARGS) == (None, why)
 
 
 def test_a_failed_read_says_who_failed_and_never_passes_for_a_result():

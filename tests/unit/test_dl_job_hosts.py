@@ -221,6 +221,10 @@ def test_the_modules_documentation_names_every_argument_the_action_takes():
     from conftest import load_script  # pylint: disable=import-outside-toplevel
     action = load_script("dl_job_hosts_action", ROOT / "action_plugins" / "dl_job_hosts.py")
     doc = yaml.safe_load(load_script("dl_job_hosts_doc", ROOT / "library" / "dl_job_hosts.py").DOCUMENTATION)
+    fragment = yaml.safe_load(load_script("dl_fanout_doc", ROOT / "doc_fragments" / "dl_fanout.py")
+                              .ModuleDocFragment.DOCUMENTATION)
+    assert doc["extends_documentation_fragment"] == ["dl_fanout"]
+    doc["options"].update(fragment["options"])
     assert set(doc["options"]) == set(action.ARGUMENT_SPEC)
     assert doc["options"]["step"]["choices"] == list(action.STEPS)
     assert all(option.get("description") for option in doc["options"].values())

@@ -125,6 +125,25 @@ def ssh_command(host: dict, settings: dict, args: dict | None = None) -> tuple[l
     return argv, ""
 
 
+def ssh_commands(names, hostvars, become, task_become, timeout=None, args=None) -> tuple[dict, dict]:
+    """({host: (argv, its ConnectTimeout)}, {host: why not}) for the hosts `names`: each host's ssh command as
+    ssh_command builds it from its variables (`hostvars`) and its ssh settings, `become` as host_become decides,
+    `timeout` over the ssh plugin's. Templating happens here, in the caller's thread."""
+    commands, refused = {}, {}
+    for name in names:
+        # The host's variables as Ansible renders them, read one by one (not all of them).
+        host = hostvars[name] if name in hostvars else {"inventory_hostname": name}
+        settings = ssh_settings(host, host_become(host, become, task_become))
+        if timeout:
+            settings["timeout"] = timeout
+        argv, why = ssh_command(host, settings, args)
+        if argv is None:
+            refused[name] = why
+        else:
+            commands[name] = (argv, connect_timeout(settings))
+    return commands, refused
+
+
 def parse_reply(returncode: int, stdout: str, stderr: str, keys) -> tuple[dict | None, str]:
     """(the program's result, '') or (None, why it failed) from one ssh run; the result is the last line of
     stdout, a JSON object with every one of `keys`."""
