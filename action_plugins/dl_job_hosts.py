@@ -79,7 +79,8 @@ class ActionModule(ActionBase):
                           refused=refused, msg=f"check mode: {step} not run")
             return result
         replies = dl_fanout.run_all(commands, args["forks"] or C.DEFAULT_FORKS)
-        results, failed = {}, {}
+        # A step that changes hosts did not happen on a refused host: that host failed it.
+        results, failed = {}, ({} if step == "read" else dict(refused))
         for name, reply in replies.items():
             answer, why = outcome(step, reply)
             if why:

@@ -21,8 +21,11 @@ description:
     I(dest)/I(root) when I(replace); M(dl_job_files)'s checks and refusals.
   - C(start) runs I(argv) (the plan's systemd-run command of the host); C(stop) stops the systemd unit I(unit).
   - A host this does not reach (a connection other than ssh, a login or sudo password, another become method, no
-    Python known) is in C(refused) with the reason, before anything runs. A host whose ssh, sudo or step failed is
-    in C(failed_hosts) with the reason. The task itself does not fail for either; the caller decides.
+    Python known) is in C(refused) with the reason, before anything runs; for the steps that change hosts it is
+    also in C(failed_hosts). A host whose ssh, sudo or step failed is in C(failed_hosts) with the reason.
+  - C(stop) of a unit systemd does not know succeeds (C(loaded) false).
+  - The ssh command comes from the inventory and ansible.cfg, not from ansible-playbook's command line (C(-u),
+    C(--private-key), C(--ssh-common-args)); C(become) true applies to every host, whatever its C(ansible_become). The task itself does not fail for either; the caller decides.
   - C(read) also runs in check mode; the other steps do not run in check mode (C(skipped_hosts)).
   - The action plugin does the work; this file carries the documentation and the accepted arguments.
 options:

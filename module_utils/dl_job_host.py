@@ -132,10 +132,11 @@ def directory_group(path):
     """"directory:<group>" when path is a directory, "<kind>:<group>" for anything else, None when missing (the
     check's `stat -c %F:%G`)."""
     try:
-        info = os.stat(path)
+        info = os.lstat(path)  # as stat -c without -L: a link is a link
     except OSError:
         return None
-    kind = "directory" if stat.S_ISDIR(info.st_mode) else "regular file" if stat.S_ISREG(info.st_mode) else "other"
+    kind = ("directory" if stat.S_ISDIR(info.st_mode) else "regular file" if stat.S_ISREG(info.st_mode)
+            else "symbolic link" if stat.S_ISLNK(info.st_mode) else "other")
     try:
         group = grp.getgrgid(info.st_gid).gr_name
     except KeyError:
@@ -212,7 +213,7 @@ def check_archive(dest, archive, root, owner):
 def unpack(args):
     try:
         path, data, files = check_archive(args["dest"], args["archive"], args["root"], args.get("owner"))
-        extract(data, args["dest"], path, bool(args.get("replace")), args.get("owner"))
+        extract(data, args["dest"], path, args.get("replace") is True, args.get("owner"))
     except ValueError as err:
         return {"ok": False, "msg": f"dl_job_files: {err}"}
     except subprocess.CalledProcessError as err:
@@ -234,8 +235,10 @@ def start(args):
 
 
 def stop(args):
+    """systemctl stop <unit>; a unit systemd does not know (rc 5, not loaded) has nothing to stop."""
     done = _run(["systemctl", "stop", "--", args["unit"]], timeout=120)
-    return {"ok": done.returncode == 0, "rc": done.returncode, "msg": done.stderr.strip()}
+    return {"ok": done.returncode in (0, 5), "rc": done.returncode, "msg": done.stderr.strip(),
+            "loaded": done.returncode != 5}
 
 
 STEPS = {"read": read, "unpack": unpack, "start": start, "stop": stop}

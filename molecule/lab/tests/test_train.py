@@ -34,6 +34,9 @@ def _job(name, **fields) -> str:
 RANK_STARTS = re.compile(r"TASK \[train : (Start this host's ranks|Start every host's ranks at once|Put the job's files "
                          r"on every host at once)\]")
 OVER_ANSIBLE = json.dumps({"train_fleet_ssh": False})
+# What a run through Ansible's per-host tasks prints (roles/train/tasks/fleet_read.yml, check.yml).
+THROUGH_ANSIBLE = "reaches its hosts through Ansible's per-host tasks"
+ANSIBLE_READ = "TASK [train : Read the environments, the saved hardware facts and the interfaces]"
 
 
 def _no_job_process_left(pattern="[p]ytorch_ddp_mnist"):
@@ -80,7 +83,7 @@ def test_ddp_sample_across_two_workers_reaches_090():
     assert "test accuracy" in run.stdout and str(RUNS / "pytorch-ddp-mnist") in run.stdout
     # Every step on the hosts went over plain ssh from the controller: the per-host tasks had no host.
     assert "TASK [train : Start every host's ranks at once]" in run.stdout
-    assert "TASK [train : Read the facts and the job's unit on each host]" not in run.stdout
+    assert ANSIBLE_READ not in run.stdout and THROUGH_ANSIBLE not in " ".join(run.stdout.split())
     assert "TASK [train : Start this host's ranks]" not in run.stdout
 
 
@@ -173,6 +176,8 @@ def test_a_host_that_fails_its_check_stops_the_job_before_any_rank_starts(host):
     assert run.returncode != 0
     assert f"Job {name} is still running on cpu2" in " ".join(output.split()), output[-3000:]
     assert not RANK_STARTS.search(output), output[-3000:]
+    # Found by the read over plain ssh (the default path), not by Ansible's per-host tasks.
+    assert ANSIBLE_READ not in output and THROUGH_ANSIBLE not in " ".join(output.split()), output[-3000:]
     assert _unit_states(name)["cpu1"] != "active"
     _no_job_process_left()
 
@@ -206,6 +211,7 @@ def test_a_host_without_the_jobs_environment_stops_the_job_everywhere(host):
         output[-3000:]
     assert "cpu1 cannot run" not in output, output[-3000:]
     assert not RANK_STARTS.search(run.stdout), run.stdout[-3000:]
+    assert ANSIBLE_READ not in run.stdout and THROUGH_ANSIBLE not in output, output[-3000:]
     assert set(_unit_states(name).values()) <= {"inactive", "unknown"}, _unit_states(name)
     _no_job_process_left()
 
@@ -233,13 +239,16 @@ def test_a_rank_that_cannot_start_on_one_host_stops_the_others(host, over):
     assert f"Job {name} did not start: cpu2 could not start its ranks" in output, output[-3000:]
     assert "the ranks started on the other hosts were stopped" in output
     if over == "Ansible":
-        assert "train_fleet_ssh is false" in output, output[-3000:]
+        assert f"{THROUGH_ANSIBLE}: train_fleet_ssh is false" in output and ANSIBLE_READ in run.stdout, \
+            output[-3000:]
         assert "changed: [cpu1]" in run.stdout.split("TASK [train : Stop the ranks already started")[1], \
             run.stdout[-3000:]
     else:
-        assert "the ranks started on the other hosts were stopped (cpu1)" in output, output[-3000:]
-    # cpu1's unit started, then was stopped: its journal has both.
+        assert THROUGH_ANSIBLE not in output and ANSIBLE_READ not in run.stdout, output[-3000:]
+        assert "the ranks started on the other hosts were stopped (cpu1). Nothing is running." in output, \
+            output[-3000:]
+    # cpu1's unit started, then was stopped by the launcher (not ended by itself): systemd's own entries.
     journal = lab_host("cpu1").run(f"journalctl --no-pager -o cat --since @{since} -u dlcluster-job-{name}").stdout
-    assert "Started" in journal and ("Stopped" in journal or "Deactivated" in journal), journal[-2000:]
+    assert "Started" in journal and "Stopping" in journal, journal[-2000:]
     assert _unit_states(name)["cpu1"] != "active"
     _no_job_process_left()
