@@ -1,9 +1,9 @@
-"""dl_job_hosts: one step of a job (read, unpack, start, stop) on every host of the job at once, over plain ssh,
+"""dl_job_hosts: one step of a job (read, unpack, start, launch, stop) on every host of the job at once, over plain ssh,
 from one task on the controller.
 
 Documentation and arguments: library/dl_job_hosts.py. Used by roles/train (tasks/fleet_read.yml and
 tasks/fleet_launch.yml) for jobs with backend direct: the launcher's checks read each host once, then every host
-gets the job's files, then every host starts its ranks, each step one ssh process per host running
+gets the job's files and starts its ranks (launch), each step one ssh process per host running
 module_utils/dl_job_host.py from stdin (the step's arguments inside the program, not on a command line). A host
 this cannot reach over plain ssh (another connection type, a password, no Python known) is in ``refused`` before
 anything runs; the role then runs the whole job through Ansible's per-host tasks instead.
@@ -21,7 +21,7 @@ from ansible_collections.dlcluster.cluster.plugins.plugin_utils import dl_fanout
 
 display = Display()
 
-STEPS = ("read", "unpack", "start", "stop")
+STEPS = ("read", "unpack", "start", "launch", "stop")
 ARGUMENT_SPEC = {
     "hosts": {"type": "list", "elements": "str", "required": True},
     "step": {"type": "str", "required": True, "choices": list(STEPS)},

@@ -218,18 +218,20 @@ def dl_job_read_args(hosts, hostvars, textfile_dir) -> dict:
 
 def dl_job_step_args(plan, step) -> dict:
     """dl_job_hosts' arguments per host of a plan with every host's start (dl_job_units): for `unpack` {dest: the
-    job user's home (the job's directory is <home>/runs/<job id>)}, for `start` {argv}."""
+    job user's home (the job's directory is <home>/runs/<job id>)}, for `start` {argv}, for `launch` both."""
     if not is_mapping(plan) or not is_mapping(plan.get("hosts")):
         raise AnsibleFilterError("dl_job_step_args: the plan must come from dl_job_units")
     hosts = plan["hosts"]
     if any("argv" not in entry or "dir" not in entry for entry in hosts.values()):
         raise AnsibleFilterError("dl_job_step_args: the plan has no start per host; run dl_job_units first")
-    if step == "unpack":
-        return {host: {"dest": posixpath.dirname(posixpath.dirname(entry["dir"].rstrip("/")))}
-                for host, entry in hosts.items()}
-    if step == "start":
-        return {host: {"argv": list(entry["argv"])} for host, entry in hosts.items()}
-    raise AnsibleFilterError(f"dl_job_step_args: step must be unpack or start, got {step!r}")
+    unpack = {host: {"dest": posixpath.dirname(posixpath.dirname(entry["dir"].rstrip("/")))}
+              for host, entry in hosts.items()}
+    start = {host: {"argv": list(entry["argv"])} for host, entry in hosts.items()}
+    if step in ("unpack", "start"):
+        return unpack if step == "unpack" else start
+    if step == "launch":
+        return {host: {**unpack[host], **start[host]} for host in hosts}
+    raise AnsibleFilterError(f"dl_job_step_args: step must be unpack, start or launch, got {step!r}")
 
 
 class FilterModule:

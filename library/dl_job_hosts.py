@@ -6,7 +6,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: dl_job_hosts
-short_description: Run one step of a job (read, unpack, start, stop) on many hosts at once, over plain ssh
+short_description: Run one step of a job (read, unpack, start, launch, stop) on many hosts at once, over plain ssh
 description:
   - Runs once, on the controller. For each host of I(hosts) it starts one C(ssh) process that runs
     module_utils/dl_job_host.py (sent on stdin, with the step's arguments inside it) with the host's Python,
@@ -19,7 +19,8 @@ description:
     when it exists (C(directory:<group>)).
   - C(unpack) unpacks I(archive) (M(dl_job_bundle)'s C(data)) in I(dest) as I(owner), below I(root), replacing
     I(dest)/I(root) when I(replace); M(dl_job_files)'s checks and refusals.
-  - C(start) runs I(argv) (the plan's systemd-run command of the host); C(stop) stops the systemd unit I(unit).
+  - C(start) runs I(argv) (the plan's systemd-run command of the host); C(launch) is C(unpack), then C(start) when
+    the unpacking succeeded (one ssh per host for both); C(stop) stops the systemd unit I(unit).
   - A host this does not reach (a connection other than ssh, a login or sudo password, another become method, no
     Python known) is in C(refused) with the reason, before anything runs; for the steps that change hosts it is
     also in C(failed_hosts). A host whose ssh, sudo or step failed is in C(failed_hosts) with the reason.
@@ -38,10 +39,10 @@ options:
     description: What to do on each host.
     type: str
     required: true
-    choices: [read, unpack, start, stop]
+    choices: [read, unpack, start, launch, stop]
   args:
     description: The step's arguments, the same for every host (C(read) C(unit) and C(textfile_dir); C(unpack)
-      C(dest), C(archive), C(root), C(replace), C(owner); C(start) C(argv); C(stop) C(unit)).
+      C(dest), C(archive), C(root), C(replace), C(owner); C(start) C(argv); C(launch) both; C(stop) C(unit)).
     type: dict
     default: {}
   per_host:
@@ -54,12 +55,11 @@ author:
 """
 
 EXAMPLES = r"""
-- name: Start every host's ranks at once
+- name: Start every host's ranks at once (the argv of each in the plan)
   dl_job_hosts:
     hosts: "{{ train_group_hosts }}"
     step: start
-    per_host: "{{ dict(train_group_hosts | zip(train_group_hosts | map('extract', plan.hosts)
-                  | map(attribute='argv') | map('community.general.dict_kv', 'argv'))) }}"
+    per_host: "{{ train_plan | dl_job_step_args('start') }}"
     become: true
   run_once: true
   register: started

@@ -1,4 +1,4 @@
-"""A job's steps on one host (read, unpack, start, stop), standard library only.
+"""A job's steps on one host (read, unpack, start, launch: unpack then start, stop), standard library only.
 
 action_plugins/dl_job_hosts.py sends this file to every host of a job at once over plain ssh and runs one step
 there (``python3 -``); library/dl_job_files.py (the unpacking through Ansible's module path) shares its unpacking.
@@ -234,6 +234,14 @@ def start(args):
     return {"ok": done.returncode == 0, "rc": done.returncode, "msg": (done.stderr or done.stdout).strip()}
 
 
+def launch(args):
+    """unpack, then start: the job's files in place, then the host's ranks (one ssh per host for both)."""
+    unpacked = unpack(args)
+    if not unpacked["ok"]:
+        return unpacked
+    return {**start(args), "files": unpacked["files"]}
+
+
 def stop(args):
     """systemctl stop <unit>; a unit systemd does not know (rc 5, not loaded) has nothing to stop."""
     done = _run(["systemctl", "stop", "--", args["unit"]], timeout=120)
@@ -241,11 +249,12 @@ def stop(args):
             "loaded": done.returncode != 5}
 
 
-STEPS = {"read": read, "unpack": unpack, "start": start, "stop": stop}
+STEPS = {"read": read, "unpack": unpack, "start": start, "launch": launch, "stop": stop}
 
 
 def main(argv):
-    """``python3 - <json>``: run the step {"step": read|unpack|start|stop, ...its arguments}, print one JSON line."""
+    """``python3 - <json>``: run the step {"step": read|unpack|start|launch|stop, ...its arguments}, print one JSON
+    line."""
     args = json.loads(argv[1])
     try:
         result = STEPS[args["step"]](args)

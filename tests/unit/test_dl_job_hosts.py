@@ -95,6 +95,18 @@ def test_unpack_writes_the_jobs_files_and_refuses_a_bad_archive_before_writing(t
     assert not (tmp_path / "etc").exists() and not (tmp_path / "runs" / "j" / "x").exists()
 
 
+def test_launch_starts_only_where_the_files_were_unpacked(tmp_path):
+    good = archive_of(("runs", None), ("runs/j", None), ("runs/j/train.py", b"print(1)\n"))
+    marker = tmp_path / "started"
+    done = dl_job_host.launch({"dest": str(tmp_path), "archive": good, "root": "runs/j",
+                               "argv": ["sh", "-c", f"test -f {tmp_path}/runs/j/train.py && touch {marker}"]})
+    assert done == {"ok": True, "rc": 0, "msg": "", "files": 1} and marker.exists()
+    marker.unlink()
+    refused = dl_job_host.launch({"dest": str(tmp_path / "gone"), "archive": good, "root": "runs/j",
+                                  "argv": ["touch", str(marker)]})
+    assert refused["ok"] is False and "is not a directory on this host" in refused["msg"] and not marker.exists()
+
+
 def test_start_reports_the_commands_refusal_and_main_prints_one_json_line(tmp_path, capsys):
     assert dl_job_host.start({"argv": ["sh", "-c", "echo refused >&2; exit 3"]}) == \
         {"ok": False, "rc": 3, "msg": "refused"}
@@ -207,7 +219,8 @@ def test_each_step_gets_each_hosts_arguments_from_the_plan():
     assert dl_job_step_args(plan, "start") == {"a": {"argv": ["systemd-run", "x"]}, "b": {"argv": ["systemd-run", "y"]}}
     with pytest.raises(AnsibleFilterError, match="run dl_job_units first"):
         dl_job_step_args({"hosts": {"a": {"dir": "/h/runs/j"}}}, "start")
-    with pytest.raises(AnsibleFilterError, match="step must be unpack or start"):
+    assert dl_job_step_args(plan, "launch")["b"] == {"dest": "/srv/h", "argv": ["systemd-run", "y"]}
+    with pytest.raises(AnsibleFilterError, match="step must be unpack, start or launch"):
         dl_job_step_args(plan, "stop")
     hostvars = {"a": {"dl_textfile_dir": "/var/lib/a"}, "b": {"train_textfile_dir": "/t", "dl_textfile_dir": "/x"},
                 "c": {}}

@@ -31,8 +31,9 @@ def _job(name, **fields) -> str:
 
 # The tasks that start ranks: over plain ssh (roles/train/tasks/fleet_launch.yml, the lab's default) and through
 # Ansible's per-host tasks (tasks/launch.yml, -e train_fleet_ssh=false).
-RANK_STARTS = re.compile(r"TASK \[train : (Start this host's ranks|Start every host's ranks at once|Put the job's files "
-                         r"on every host at once)\]")
+RANK_STARTS = re.compile(r"TASK \[train : (Start this host's ranks|Put the job's files on every host and start its "
+                         r"ranks, all at once)\]")
+FLEET_START = "TASK [train : Put the job's files on every host and start its ranks, all at once]"
 OVER_ANSIBLE = json.dumps({"train_fleet_ssh": False})
 # What a run through Ansible's per-host tasks prints (roles/train/tasks/fleet_read.yml, check.yml); up to the
 # apostrophe, which the YAML callback doubles.
@@ -83,7 +84,7 @@ def test_ddp_sample_across_two_workers_reaches_090():
         assert (RUNS / "pytorch-ddp-mnist" / name / "node.log").exists()
     assert "test accuracy" in run.stdout and str(RUNS / "pytorch-ddp-mnist") in run.stdout
     # Every step on the hosts went over plain ssh from the controller: the per-host tasks had no host.
-    assert "TASK [train : Start every host's ranks at once]" in run.stdout
+    assert FLEET_START in run.stdout
     assert ANSIBLE_READ not in run.stdout and THROUGH_ANSIBLE not in " ".join(run.stdout.split())
     assert "TASK [train : Start this host's ranks]" not in run.stdout
 
