@@ -66,8 +66,9 @@ class ActionModule(ActionBase):
         step, hostvars = args["step"], (task_vars or {}).get("hostvars") or {}
         with open(PROGRAM, encoding="utf-8") as handle:
             source = handle.read()
+        # One ssh connection per host for the whole launch: the read opens it, the next steps reuse it.
         found, refused = dl_fanout.ssh_commands(args["hosts"], hostvars, args["become"], self._task.become,
-                                                args["timeout"])
+                                                args["timeout"], reuse=True)
         commands = {}
         for name, (argv, connect) in found.items():
             wait = connect * 2 + (0 if step == "read" else STEP_SECONDS)

@@ -241,3 +241,16 @@ def test_the_modules_documentation_names_every_argument_the_action_takes():
     assert set(doc["options"]) == set(action.ARGUMENT_SPEC)
     assert doc["options"]["step"]["choices"] == list(action.STEPS)
     assert all(option.get("description") for option in doc["options"].values())
+
+
+def test_a_launch_shares_one_connection_per_host_between_its_steps_a_fleet_read_does_not():
+    from ansible_collections.dlcluster.cluster.plugins.plugin_utils import dl_fanout  # pylint: disable=import-outside-toplevel
+    host = {"inventory_hostname": "cpu1", "ansible_host": "10.0.0.2", "ansible_python_interpreter": "/usr/bin/python3"}
+    settings = {"become": True, "ssh_args": "-o ControlMaster=auto -o ControlPersist=120s", "control_path_dir": "/cp"}
+    argv, _ = dl_fanout.ssh_command(host, settings, reuse=True)
+    # ssh keeps the first value of an option: the launch's own sharing wins over ansible.cfg's ssh_args.
+    assert argv[3:9] == ["-o", "ControlMaster=auto", "-o", "ControlPath=/cp/dl-fanout-%C", "-o",
+                         f"ControlPersist={dl_fanout.PERSIST_SECONDS}s"]
+    assert argv.index("ControlPersist=120s") > argv.index(f"ControlPersist={dl_fanout.PERSIST_SECONDS}s")
+    argv, _ = dl_fanout.ssh_command(host, settings)
+    assert argv[3:7] == ["-o", "ControlMaster=no", "-o", "ControlPath=none"]

@@ -28,7 +28,10 @@ SSH_CONNECTIONS = frozenset({"ssh", "smart", "ansible.builtin.ssh", "ansible.leg
 PASSWORD_VARS = ("ansible_password", "ansible_ssh_pass", "ansible_ssh_password")
 BECOME_PASSWORD_VARS = ("ansible_become_password", "ansible_become_pass", "ansible_sudo_pass")
 SSH_OPTIONS = ("ssh_args", "ssh_common_args", "ssh_extra_args", "ssh_executable", "host_key_checking", "remote_user",
-               "port", "private_key_file", "timeout")
+               "port", "private_key_file", "timeout", "control_path_dir")
+# Shared connections (reuse): each host's first ssh stays as a master this long after its last use, so that the
+# next step of the same run costs no new login; its socket is named apart from Ansible's own.
+PERSIST_SECONDS = 10
 
 
 def first(host, names, default=None):
@@ -76,11 +79,27 @@ def ssh_settings(host: dict, become: bool) -> dict:
     return settings
 
 
-def ssh_command(host: dict, settings: dict, args: dict | None = None) -> tuple[list[str] | None, str]:
+def _connection_options(settings: dict, reuse: bool) -> list[str]:
+    """ssh's connection sharing: none (a one-shot read), or a master per host in the ssh plugin's control_path_dir
+    (socket dl-fanout-<hash>), kept PERSIST_SECONDS for the next step."""
+    if not reuse:
+        return ["-o", "ControlMaster=no", "-o", "ControlPath=none"]
+    return ["-o", "ControlMaster=auto", "-o", f"ControlPath={control_dir(settings)}/dl-fanout-%C",
+            "-o", f"ControlPersist={PERSIST_SECONDS}s"]
+
+
+def control_dir(settings: dict) -> str:
+    """Where the shared connections' sockets live: the ssh plugin's control_path_dir (~/.ansible/cp)."""
+    return os.path.expanduser(str(settings.get("control_path_dir") or "~/.ansible/cp"))
+
+
+def ssh_command(host: dict, settings: dict, args: dict | None = None,
+                reuse: bool = False) -> tuple[list[str] | None, str]:
     """(argv, '') to run the program on one host, or (None, why not) when this host must go through Ansible.
 
     host: the host's variables (hostvars); settings: ssh_settings(); args: the program's JSON argument on its
-    command line (None: the program carries its arguments, see program()).
+    command line (None: the program carries its arguments, see program()); reuse: share one connection per host
+    between the steps of a run (_connection_options).
     """
     connection = str(host.get("ansible_connection") or "ssh")
     if connection not in SSH_CONNECTIONS:
@@ -106,10 +125,9 @@ def ssh_command(host: dict, settings: dict, args: dict | None = None) -> tuple[l
             return None, "sudo asks it for a password"
         become_user = str(first(host, ("ansible_become_user",), "root"))
         remote = ["sudo", "-n", "-H", "-u", become_user, "--", *remote]
-    # ssh takes the first value given for an option: these come before the configured ones. No multiplexing:
-    # a master left behind would outlive the run for nothing.
+    # ssh takes the first value given for an option: these come before the configured ones.
     argv = [str(first(host, ("ansible_ssh_executable",), settings.get("ssh_executable") or "ssh")),
-            "-T", "-o", "BatchMode=yes", "-o", "ControlMaster=no", "-o", "ControlPath=none",
+            "-T", "-o", "BatchMode=yes", *_connection_options(settings, reuse),
             "-o", f"ConnectTimeout={connect_timeout(settings)}"]
     if not settings.get("host_key_checking", True):
         argv += ["-o", "StrictHostKeyChecking=no"]
@@ -125,10 +143,11 @@ def ssh_command(host: dict, settings: dict, args: dict | None = None) -> tuple[l
     return argv, ""
 
 
-def ssh_commands(names, hostvars, become, task_become, timeout=None, args=None) -> tuple[dict, dict]:
+def ssh_commands(names, hostvars, become, task_become, timeout=None, args=None, reuse=False) -> tuple[dict, dict]:
     """({host: (argv, its ConnectTimeout)}, {host: why not}) for the hosts `names`: each host's ssh command as
     ssh_command builds it from its variables (`hostvars`) and its ssh settings, `become` as host_become decides,
-    `timeout` over the ssh plugin's. Templating happens here, in the caller's thread."""
+    `timeout` over the ssh plugin's, `reuse` as ssh_command takes it. Templating happens here, in the caller's
+    thread."""
     commands, refused = {}, {}
     for name in names:
         # The host's variables as Ansible renders them, read one by one (not all of them).
@@ -136,7 +155,9 @@ def ssh_commands(names, hostvars, become, task_become, timeout=None, args=None) 
         settings = ssh_settings(host, host_become(host, become, task_become))
         if timeout:
             settings["timeout"] = timeout
-        argv, why = ssh_command(host, settings, args)
+        argv, why = ssh_command(host, settings, args, reuse)
+        if argv is not None and reuse:
+            os.makedirs(control_dir(settings), mode=0o700, exist_ok=True)
         if argv is None:
             refused[name] = why
         else:
