@@ -249,8 +249,8 @@ def test_a_launch_shares_one_connection_per_host_between_its_steps_a_fleet_read_
     settings = {"become": True, "ssh_args": "-o ControlMaster=auto -o ControlPersist=120s", "control_path_dir": "/cp"}
     argv, _ = dl_fanout.ssh_command(host, settings, reuse=True)
     # ssh keeps the first value of an option: the launch's own sharing wins over ansible.cfg's ssh_args.
-    assert argv[3:9] == ["-o", "ControlMaster=auto", "-o", "ControlPath=/cp/dl-fanout-%C", "-o",
+    assert argv[4:10] == ["-o", "ControlMaster=auto", "-o", "ControlPath=/cp/dl-fanout-%C", "-o",
                          f"ControlPersist={dl_fanout.PERSIST_SECONDS}s"]
     assert argv.index("ControlPersist=120s") > argv.index(f"ControlPersist={dl_fanout.PERSIST_SECONDS}s")
     argv, _ = dl_fanout.ssh_command(host, settings)
-    assert argv[3:7] == ["-o", "ControlMaster=no", "-o", "ControlPath=none"]
+    assert argv[4:8] == ["-o", "ControlMaster=no", "-o", "ControlPath=none"]
