@@ -243,8 +243,11 @@ def launch(args):
 
 
 def stop(args):
-    """systemctl stop <unit>; a unit systemd does not know (rc 5, not loaded) has nothing to stop."""
+    """systemctl stop <unit>, then reset-failed: a transient unit left failed (its ranks exit non-zero on SIGTERM)
+    would refuse the next start of the same job id. A unit systemd does not know (rc 5, not loaded) has nothing
+    to stop."""
     done = _run(["systemctl", "stop", "--", args["unit"]], timeout=120)
+    _run(["systemctl", "reset-failed", "--", args["unit"]], timeout=60)
     return {"ok": done.returncode in (0, 5), "rc": done.returncode, "msg": done.stderr.strip(),
             "loaded": done.returncode != 5}
 
