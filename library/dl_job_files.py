@@ -68,11 +68,7 @@ import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
 # Shared with action_plugins/dl_job_hosts.py, which unpacks on every host at once over plain ssh.
-from ansible.module_utils.dl_job_host import check_archive, checked_members, extract
-
-# The names the tests and earlier callers use.
-unpack = extract
-__all__ = ["checked_members", "unpack", "main"]
+from ansible.module_utils.dl_job_host import check_archive, extract
 
 
 def main():

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
+from ansible.module_utils import dl_job_host as job_host
 from conftest import ROOT, load_script
 
 bundle = load_script("dl_job_bundle_action", ROOT / "action_plugins" / "dl_job_bundle.py")
@@ -163,7 +163,7 @@ def member(name, kind=tarfile.REGTYPE, **fields):
 
 def test_the_unpacker_takes_directories_and_files_below_the_root():
     archive = archive_of(member("runs", tarfile.DIRTYPE), member("runs/j", tarfile.DIRTYPE), member("runs/j/a"))
-    assert [m.name for m in files.checked_members(archive, "runs/j")] == ["runs", "runs/j", "runs/j/a"]
+    assert [m.name for m in job_host.checked_members(archive, "runs/j")] == ["runs", "runs/j", "runs/j/a"]
 
 
 @pytest.mark.parametrize("bad, why", [
@@ -176,7 +176,7 @@ def test_the_unpacker_takes_directories_and_files_below_the_root():
 ])
 def test_the_unpacker_refuses_anything_else_before_writing(bad, why):
     with pytest.raises(ValueError, match=why):
-        files.checked_members(archive_of(member("runs/j", tarfile.DIRTYPE), bad), "runs/j")
+        job_host.checked_members(archive_of(member("runs/j", tarfile.DIRTYPE), bad), "runs/j")
 
 
 def test_run_as_root_the_unpacker_writes_as_the_owner_and_replaces_the_earlier_run(code):
@@ -187,9 +187,9 @@ def test_run_as_root_the_unpacker_writes_as_the_owner_and_replaces_the_earlier_r
     try:
         home.chmod(0o777)
         data = bundle.build([{"name": "code", "src": str(code)}, {"name": "logs"}], prefix="runs/j")
-        files.unpack(data, str(home), str(home / "runs" / "j"), False, owner)
+        job_host.extract(data, str(home), str(home / "runs" / "j"), False, owner)
         (home / "runs" / "j" / "logs" / "old.log").write_text("earlier run")
-        files.unpack(data, str(home), str(home / "runs" / "j"), True, owner)
+        job_host.extract(data, str(home), str(home / "runs" / "j"), True, owner)
         uid = pwd.getpwnam(owner).pw_uid
         assert {p.stat().st_uid for p in (home / "runs").rglob("*")} == {uid}
         assert (home / "runs" / "j" / "code" / "train.py").read_text() == "print('train')\n"
